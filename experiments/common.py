@@ -1,0 +1,104 @@
+"""Shared config pieces: the base config every experiment starts from, and the presets.
+
+Presets (`--config=experiments/<name>.py:<preset>`) change the scale of a run,
+never its dataset or model: `smoke` runs in seconds (tests), `quick` in a few
+minutes on a laptop CPU with meaningful pictures, and no preset is the published
+setup sized for an accelerator.
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+PRESETS = ("smoke", "quick", "sweep", "quick_sweep")
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Defaults shared by all experiments; each config file changes a few fields."""
+    c = ml_collections.ConfigDict()
+    c.name = "experiment"  # set by each config file; names the default workdir runs/<name>
+    c.seed = 0
+
+    c.data = ml_collections.ConfigDict()
+    c.data.name = "fashion_mnist"
+    c.data.source = "auto"  # 'auto': local idx files if present, else the TFDS catalog
+    c.data.local_dir = config_dict.placeholder(str)  # directory with the four idx files
+    c.data.data_dir = "~/tensorflow_datasets"  # where TFDS keeps prepared datasets
+    c.data.binarize = "none"  # 'none' | 'threshold' | 'dynamic' (resampled at every use)
+    c.data.validation_size = 0  # examples carved from the end of train for eval.split='validation'
+    c.data.max_train_examples = 0  # 0 = all
+    c.data.on_device = False  # keep the training set on the device and gather batches in-step
+
+    c.model = ml_collections.ConfigDict()
+    c.model.name = "vae"  # 'ae' | 'vae' | 'vqvae'
+    c.model.encoder = "mlp"  # 'mlp' | 'conv' | 'recurrent'
+    c.model.decoder = ""  # '' = same kind as the encoder
+    c.model.latent_dim = 10
+    c.model.hidden = (512, 256)  # MLP widths (the decoder mirrors them)
+    c.model.channels = (32, 64)  # conv channels, one stride-2 layer each
+    c.model.kernel = 4
+    c.model.dense = 256
+    c.model.rnn_hidden = 256
+    c.model.cell = "lstm"  # 'lstm' | 'gru'
+    c.model.vq = ml_collections.ConfigDict()
+    c.model.vq.num_codes = 512
+    c.model.vq.code_dim = 64
+    c.model.vq.num_latents = 8  # codes per example for MLP/recurrent encoders
+    c.model.vq.ema = False
+    c.model.vq.decay = 0.99
+    c.model.vq.epsilon = 1e-5
+    c.model.vq.restart_threshold = 0.0  # EMA cluster size below which a code restarts; 0 = off
+
+    c.loss = ml_collections.ConfigDict()
+    c.loss.likelihood = "bernoulli"  # 'bernoulli' (logits) | 'gaussian' (mean)
+    c.loss.log_scale = 0.0  # Gaussian log std (initial value if learned)
+    c.loss.learn_scale = False
+    c.loss.beta = 1.0  # KL weight; 1.0 = the ELBO
+    c.loss.gamma = 0.0  # capacity weight of Burgess et al. 2018; 0 = off
+    c.loss.c_max = 0.0  # final capacity in nats
+    c.loss.anneal_steps = 1.0  # steps over which C rises from 0 to c_max
+    c.loss.commitment_cost = 0.25
+
+    c.optim = ml_collections.ConfigDict()
+    c.optim.name = "adam"
+    c.optim.learning_rate = 1e-3
+    c.optim.grad_clip = 0.0  # 0 = no clipping
+
+    c.train = ml_collections.ConfigDict()
+    c.train.batch_size = 64
+    c.train.num_steps = 10_000
+    c.train.log_every = 100
+    c.train.checkpoint_every = 1000
+    c.train.keep_checkpoints = 3
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.every = 5000
+    c.eval.batch_size = 500
+    c.eval.num_examples = 0  # 0 = the whole eval split (ground-truth data: required)
+    c.eval.split = "test"  # 'test' | 'validation'
+    c.eval.disentanglement = ()  # metric names, for datasets with ground-truth factors
+    return c
+
+
+def apply_preset(c: ml_collections.ConfigDict, name: str, preset: str | None, quick_steps: int):
+    """Names the run `name[_preset]` and shrinks c in place for `smoke` or `quick`."""
+    if preset not in (None, "") and preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; valid: {list(PRESETS)} or none")
+    c.name = f"{name}_{preset}" if preset else name
+    if not preset:
+        return c
+    if preset.endswith("smoke"):
+        c.train.num_steps = 12
+        c.train.batch_size = 16
+        c.train.log_every = 4
+        c.train.checkpoint_every = 8
+        c.eval.every = 10_000
+        c.eval.batch_size = 64
+        c.eval.num_examples = 128
+        c.data.max_train_examples = 512
+    elif preset.startswith("quick"):
+        c.train.num_steps = quick_steps
+        c.train.log_every = 100
+        c.train.checkpoint_every = 1000
+        c.eval.every = max(quick_steps // 2, 1)
+        c.eval.num_examples = 2000
+    return c

@@ -1,0 +1,32 @@
+"""MLP VAE on dynamically binarized MNIST: Burda et al. 2016 (the 1-stochastic-layer VAE).
+
+Encoder and decoder 784-200-200 (the paper uses tanh; ReLU here), 50 Gaussian
+latents, Bernoulli likelihood, Adam 1e-3, batch 20, dynamic binarization.
+The paper trains for 3^8 passes over the data; the default here is 1M steps.
+
+  python -m experiments.run --config=experiments/vae.py
+  python -m experiments.run --config=experiments/vae.py:quick --config.data.name=fashion_mnist
+"""
+
+from experiments import common
+
+
+def get_config(arg: str | None = None):
+    c = common.base_config()
+    c.data.name = "mnist"
+    c.data.binarize = "dynamic"
+    c.model.name = "vae"
+    c.model.encoder = "mlp"
+    c.model.hidden = (200, 200)
+    c.model.latent_dim = 50
+    c.loss.likelihood = "bernoulli"
+    c.optim.learning_rate = 1e-3
+    c.train.batch_size = 20
+    c.train.num_steps = 1_000_000
+    c.train.log_every = 1000
+    c.train.checkpoint_every = 10_000
+    c.eval.every = 100_000
+    common.apply_preset(c, "vae", arg, quick_steps=5000)
+    if arg == "quick":
+        c.train.batch_size = 100
+    return c

@@ -1,0 +1,81 @@
+"""Datasets and input pipelines: `load_dataset(config)` and `get_ground_truth_data(name)`."""
+
+import dataclasses
+from collections.abc import Callable
+
+import jax
+import ml_collections
+import numpy as np
+
+from vae_jax.data.pipeline import array_batch_fn, ground_truth_batch_fn
+from vae_jax.data.sources import (
+    BINARIZE,
+    GROUND_TRUTH,
+    IMAGE_DATASETS,
+    DatasetUnavailableError,
+    get_ground_truth_data,
+    load_image_splits,
+)
+
+__all__ = [
+    "BINARIZE",
+    "DATASETS",
+    "Dataset",
+    "DatasetUnavailableError",
+    "get_ground_truth_data",
+    "load_dataset",
+]
+
+DATASETS = (*IMAGE_DATASETS, *GROUND_TRUTH)
+
+
+@dataclasses.dataclass
+class Dataset:
+    """What training and evaluation need from a dataset."""
+
+    name: str
+    data_shape: tuple[int, ...]  # one example, e.g. (64, 64, 1)
+    batch_at: Callable[[int], np.ndarray]  # step -> this process's slice of the global batch
+    eval_images: np.ndarray  # [N, ...] float32
+    eval_labels: np.ndarray | None = None
+    train_images: np.ndarray | None = None  # in-memory sources only (for data.on_device)
+    ground_truth: object | None = None  # sources with factors (dSprites)
+    eval_factors: np.ndarray | None = None
+
+
+def load_dataset(config: ml_collections.ConfigDict) -> Dataset:
+    """Builds the dataset named by config.data.name with the train batch size and seed."""
+    cfg = config.data
+    batch = config.train.batch_size
+    pid, nproc = jax.process_index(), jax.process_count()
+    if cfg.name in GROUND_TRUTH:
+        gt = get_ground_truth_data(cfg.name)
+        eval_rng = np.random.default_rng([config.seed, 2**31 - 1])
+        factors = gt.sample_factors(config.eval.num_examples, eval_rng)
+        return Dataset(
+            name=cfg.name,
+            data_shape=tuple(gt.observation_shape),
+            batch_at=ground_truth_batch_fn(gt, batch, config.seed, pid, nproc),
+            eval_images=gt.sample_observations_from_factors(factors, eval_rng),
+            eval_labels=factors[:, 0],
+            ground_truth=gt,
+            eval_factors=factors,
+        )
+    if cfg.name not in IMAGE_DATASETS:
+        raise ValueError(f"data.name={cfg.name!r} is not a known dataset; valid: {list(DATASETS)}")
+    splits = load_image_splits(cfg, config.eval.split)
+    train = splits.train
+    if cfg.get("max_train_examples"):
+        train = train[: cfg.max_train_examples]
+    eval_images, eval_labels = splits.eval, splits.eval_labels
+    if config.eval.num_examples:
+        eval_images = eval_images[: config.eval.num_examples]
+        eval_labels = None if eval_labels is None else eval_labels[: config.eval.num_examples]
+    return Dataset(
+        name=cfg.name,
+        data_shape=tuple(train.shape[1:]),
+        batch_at=array_batch_fn(train, batch, config.seed, pid, nproc),
+        eval_images=eval_images,
+        eval_labels=eval_labels,
+        train_images=train,
+    )

@@ -1,0 +1,95 @@
+"""dSprites rendered procedurally (Matthey et al. 2017), as a ground-truth-factor source.
+
+The original factor grid: shape (square, ellipse, heart) x 6 scales in
+[0.5, 1] x 40 orientations in [0, 2pi] x 32 x 32 positions in [0, 1]: 737,280
+binary 64x64 images. Sprites are drawn from implicit curves on the pixel grid, so
+no download is needed; images resemble, but are not bit-identical to, the
+released .npz.
+"""
+
+from collections.abc import Sequence
+
+import numpy as np
+
+FACTOR_NAMES = ("shape", "scale", "orientation", "position_x", "position_y")
+FACTOR_SIZES = (3, 6, 40, 32, 32)
+SHAPES = ("square", "ellipse", "heart")
+_BASE_HALF_SIZE = 0.13  # half-width of a scale-1 sprite, in units of the image side
+_POSITION_RANGE = (0.18, 0.82)  # where the sprite centre travels as position goes 0 -> 1
+
+
+def factor_values(factors: np.ndarray) -> dict[str, np.ndarray]:
+    """Maps factor indices [N, 5] to their physical values."""
+    factors = np.asarray(factors)
+    return {
+        "shape": factors[:, 0],
+        "scale": np.linspace(0.5, 1.0, 6)[factors[:, 1]],
+        "orientation": np.linspace(0.0, 2 * np.pi, 40)[factors[:, 2]],
+        "position_x": np.linspace(0.0, 1.0, 32)[factors[:, 3]],
+        "position_y": np.linspace(0.0, 1.0, 32)[factors[:, 4]],
+    }
+
+
+def render(factors: np.ndarray, size: int = 64) -> np.ndarray:
+    """Renders factor indices [N, 5] to binary uint8 images [N, size, size, 1]."""
+    factors = np.asarray(factors)
+    if factors.ndim != 2 or factors.shape[1] != len(FACTOR_SIZES):
+        raise ValueError(f"factors must be [N, {len(FACTOR_SIZES)}], got {factors.shape}")
+    if np.any(factors < 0) or np.any(factors >= np.array(FACTOR_SIZES)):
+        raise ValueError(f"factor indices out of range; sizes are {FACTOR_SIZES}")
+    v = factor_values(factors)
+    lo, hi = _POSITION_RANGE
+    cx = (lo + (hi - lo) * v["position_x"])[:, None, None]
+    cy = (lo + (hi - lo) * v["position_y"])[:, None, None]
+    theta = v["orientation"][:, None, None]
+    r = (_BASE_HALF_SIZE * v["scale"])[:, None, None]
+    grid = (np.arange(size) + 0.5) / size
+    px, py = grid[None, None, :], grid[None, :, None]  # x along width, y along height
+    dx, dy = px - cx, py - cy
+    # Rotate the pixel offsets into the sprite's frame, then scale to unit size.
+    u = (np.cos(theta) * dx + np.sin(theta) * dy) / r
+    w = (-np.sin(theta) * dx + np.cos(theta) * dy) / r
+    square = (np.abs(u) <= 1) & (np.abs(w) <= 1)
+    ellipse = u**2 + (w / 0.5) ** 2 <= 1
+    hu, hw = 1.1 * u, -1.1 * w + 0.2  # heart pointing down in its own frame
+    heart = (hu**2 + hw**2 - 1) ** 3 - hu**2 * hw**3 <= 0
+    shape = factors[:, 0][:, None, None]
+    image = np.where(shape == 0, square, np.where(shape == 1, ellipse, heart))
+    return image.astype(np.uint8)[..., None]
+
+
+class DSprites:
+    """Ground-truth-factor dataset interface over procedural dSprites."""
+
+    name = "dsprites"
+    factor_names: Sequence[str] = FACTOR_NAMES
+    factor_sizes: Sequence[int] = FACTOR_SIZES
+    observation_shape: Sequence[int] = (64, 64, 1)
+
+    @property
+    def num_factors(self) -> int:
+        return len(self.factor_sizes)
+
+    @property
+    def num_examples(self) -> int:
+        return int(np.prod(self.factor_sizes))
+
+    def sample_factors(self, num: int, rng: np.random.Generator) -> np.ndarray:
+        """Uniform factor indices, int array [num, num_factors]."""
+        return np.stack([rng.integers(0, s, size=num) for s in self.factor_sizes], axis=1)
+
+    def sample_observations_from_factors(
+        self, factors: np.ndarray, rng: np.random.Generator | None = None
+    ) -> np.ndarray:
+        """Images [num, 64, 64, 1] as float32 in {0, 1} (rendering is deterministic)."""
+        del rng
+        return render(factors).astype(np.float32)
+
+    def sample(self, num: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(factors, observations) for num uniform draws."""
+        factors = self.sample_factors(num, rng)
+        return factors, self.sample_observations_from_factors(factors, rng)
+
+    def index_to_factors(self, index: np.ndarray) -> np.ndarray:
+        """Flat indices in [0, 737280) (row-major over the factor grid) to factor indices."""
+        return np.stack(np.unravel_index(np.asarray(index), self.factor_sizes), axis=1)

@@ -1,0 +1,99 @@
+"""Pictures written to `images/` at each evaluation: reconstructions, samples, traversals."""
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vae_jax import viz
+from vae_jax.models import VAE
+
+
+def to_image(recon: jax.Array, likelihood: str) -> jax.Array:
+    """Decoder output -> displayable intensities in [0, 1]."""
+    return jax.nn.sigmoid(recon) if likelihood == "bernoulli" else jnp.clip(recon, 0.0, 1.0)
+
+
+def _variables(state):
+    return {"params": state.params, **state.model_state}
+
+
+def decode(model, state, z: jax.Array, likelihood: str) -> np.ndarray:
+    out = model.apply(_variables(state), z, method=model.decode)
+    return np.asarray(to_image(out, likelihood))
+
+
+def encode_mean(model, state, x: np.ndarray) -> np.ndarray:
+    """The deterministic code: the posterior mean for a VAE, z for an AE, z_e for a VQ-VAE."""
+    out = model.apply(_variables(state), jnp.asarray(x), method=model.encode)
+    return np.asarray(out[0] if isinstance(model, VAE) else out)
+
+
+def reconstruct(model, state, x: np.ndarray, likelihood: str) -> np.ndarray:
+    if isinstance(model, VAE):
+        return decode(model, state, jnp.asarray(encode_mean(model, state, x)), likelihood)
+    out = model.apply(
+        _variables(state), jnp.asarray(x), train=False, rngs={"sample": jax.random.key(0)}
+    )
+    return np.asarray(to_image(out.recon, likelihood))
+
+
+def traversal_rows(
+    model,
+    state,
+    x0: np.ndarray,
+    dims: np.ndarray,
+    likelihood: str,
+    span: float = 2.5,
+    steps: int = 9,
+) -> np.ndarray:
+    """Decodes the code of one image x0 [1, ...] with each of `dims` swept over [-span, span].
+
+    Returns [len(dims), steps, H, W, C].
+    """
+    base = encode_mean(model, state, x0)[0]  # [d]
+    values = np.linspace(-span, span, steps)
+    z = np.repeat(base[None, None], len(dims), 0).repeat(steps, 1)  # [R, S, d]
+    for r, d in enumerate(dims):
+        z[r, :, d] = values
+    images = decode(model, state, jnp.asarray(z.reshape(-1, base.shape[0])), likelihood)
+    return images.reshape(len(dims), steps, *images.shape[1:])
+
+
+def write_pictures(
+    model, state, x: np.ndarray, workdir: str | Path, step: int, likelihood: str, rng: jax.Array,
+    kl_per_dim: np.ndarray | None = None, dim_labels: list[str] | None = None,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """Writes images/<kind>_<step>.png and returns the grids (for TensorBoard)."""
+    out_dir = Path(workdir) / "images"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    grids = {}
+    n = min(len(x), 32)
+    recon = reconstruct(model, state, x[:n], likelihood)
+    if x.ndim == 4:  # images: input row above its reconstruction row
+        pairs = np.concatenate(
+            [x[:n].reshape(-1, 8, *x.shape[1:]), recon.reshape(-1, 8, *x.shape[1:])], 1
+        )
+        grids["reconstructions"] = viz.save_grid(
+            out_dir / f"reconstructions_{step}.png", pairs.reshape(-1, *x.shape[1:]), 8
+        )
+    if isinstance(model, VAE):
+        z = jax.random.normal(rng, (64, model.latent_dim))
+        samples = decode(model, state, z, likelihood)
+        if samples.ndim == 4:
+            grids["samples"] = viz.save_grid(out_dir / f"samples_{step}.png", samples, 8)
+            order = (
+                np.argsort(-kl_per_dim) if kl_per_dim is not None else np.arange(model.latent_dim)
+            )
+            rows = traversal_rows(model, state, x[:1], order, likelihood)
+            labels = [
+                f"z{d}" + (f" KL={kl_per_dim[d]:.2f}" if kl_per_dim is not None else "")
+                + (f"\n~{dim_labels[d]}" if dim_labels else "")
+                for d in order
+            ]  # fmt: skip
+            viz.save_labelled_rows(
+                out_dir / f"traversals_{step}.png", rows, labels,
+                title=f"latent traversals (step {step}), rows ordered by KL",
+            )  # fmt: skip
+    return grids

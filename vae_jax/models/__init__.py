@@ -1,0 +1,98 @@
+"""Flax models and the registry from `config.model.name` to constructors."""
+
+from collections.abc import Callable, Sequence
+
+import flax.linen as nn
+import ml_collections
+
+from vae_jax.models.autoencoders import VAE, VQVAE, AEOutput, Autoencoder, VAEOutput, VQVAEOutput
+from vae_jax.models.conv import ConvDecoder, ConvEncoder, num_params
+from vae_jax.models.mlp import MLPDecoder, MLPEncoder
+from vae_jax.models.quantizer import VectorQuantizer, VQOutput
+from vae_jax.models.recurrent import RecurrentDecoder, RecurrentEncoder
+
+__all__ = [
+    "AEOutput",
+    "Autoencoder",
+    "ConvDecoder",
+    "ConvEncoder",
+    "MLPDecoder",
+    "MLPEncoder",
+    "MODELS",
+    "NETWORKS",
+    "RecurrentDecoder",
+    "RecurrentEncoder",
+    "VAE",
+    "VAEOutput",
+    "VQOutput",
+    "VQVAE",
+    "VQVAEOutput",
+    "VectorQuantizer",
+    "build_model",
+    "num_params",
+]
+
+NETWORKS = ("mlp", "conv", "recurrent")
+
+
+def _encoder(cfg: ml_collections.ConfigDict, out_dim: int, spatial: bool = False) -> nn.Module:
+    kind = cfg.encoder
+    if kind == "mlp":
+        return MLPEncoder(out_dim, hidden=tuple(cfg.hidden))
+    if kind == "conv":
+        return ConvEncoder(out_dim, tuple(cfg.channels), cfg.kernel, cfg.dense, spatial=spatial)
+    if kind == "recurrent":
+        return RecurrentEncoder(out_dim, cfg.rnn_hidden, cfg.cell)
+    raise ValueError(f"model.encoder={kind!r} is not known; valid: {list(NETWORKS)}")
+
+
+def _decoder(cfg: ml_collections.ConfigDict, data_shape: Sequence[int], spatial=False) -> nn.Module:
+    kind = cfg.decoder or cfg.encoder
+    if kind == "mlp":
+        return MLPDecoder(tuple(data_shape), hidden=tuple(reversed(tuple(cfg.hidden))))
+    if kind == "conv":
+        return ConvDecoder(tuple(data_shape), tuple(cfg.channels), cfg.kernel, cfg.dense, spatial)
+    if kind == "recurrent":
+        return RecurrentDecoder(tuple(data_shape), cfg.rnn_hidden, cfg.cell)
+    raise ValueError(f"model.decoder={kind!r} is not known; valid: {list(NETWORKS)}")
+
+
+def _scale_kwargs(loss_cfg: ml_collections.ConfigDict) -> dict:
+    return {"learn_scale": bool(loss_cfg.learn_scale), "fixed_log_scale": float(loss_cfg.log_scale)}
+
+
+def _ae(cfg, loss_cfg, data_shape) -> nn.Module:
+    enc = _encoder(cfg, cfg.latent_dim)
+    return Autoencoder(enc, _decoder(cfg, data_shape), **_scale_kwargs(loss_cfg))
+
+
+def _vae(cfg, loss_cfg, data_shape) -> nn.Module:
+    enc = _encoder(cfg, 2 * cfg.latent_dim)
+    return VAE(enc, _decoder(cfg, data_shape), cfg.latent_dim, **_scale_kwargs(loss_cfg))
+
+
+def _vqvae(cfg, loss_cfg, data_shape) -> nn.Module:
+    vq = cfg.vq
+    quantizer = VectorQuantizer(
+        vq.num_codes, vq.code_dim, vq.ema, vq.decay, vq.epsilon, vq.restart_threshold
+    )
+    spatial = cfg.encoder == "conv"
+    if spatial:
+        enc = _encoder(cfg, vq.code_dim, spatial=True)
+        latent_shape = ()
+    else:  # A flat encoder emits num_latents codes of size code_dim.
+        enc = _encoder(cfg, vq.num_latents * vq.code_dim)
+        latent_shape = (vq.num_latents, vq.code_dim)
+    dec = _decoder(cfg, data_shape, spatial=spatial)
+    return VQVAE(enc, dec, quantizer, latent_shape, **_scale_kwargs(loss_cfg))
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {"ae": _ae, "vae": _vae, "vqvae": _vqvae}
+
+
+def build_model(config: ml_collections.ConfigDict, data_shape: Sequence[int]) -> nn.Module:
+    """Builds `config.model.name` for examples of shape `data_shape` (without batch axis)."""
+    name = config.model.name
+    if name not in MODELS:
+        raise ValueError(f"model.name={name!r} is not a known model; valid: {sorted(MODELS)}")
+    return MODELS[name](config.model, config.loss, tuple(data_shape))

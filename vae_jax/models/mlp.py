@@ -1,0 +1,37 @@
+"""Multilayer-perceptron encoder and decoder."""
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class MLPEncoder(nn.Module):
+    """Flattens x [B, ...] and maps it through ReLU layers to `out_dim` features [B, out_dim]."""
+
+    out_dim: int
+    hidden: Sequence[int] = (512, 256)
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = x.reshape(x.shape[0], -1)
+        for width in self.hidden:
+            h = nn.relu(nn.Dense(width)(h))
+        return nn.Dense(self.out_dim)(h)
+
+
+class MLPDecoder(nn.Module):
+    """Maps latents [B, ...] through ReLU layers to an output of `output_shape` per example."""
+
+    output_shape: Sequence[int]
+    hidden: Sequence[int] = (256, 512)
+
+    @nn.compact
+    def __call__(self, z: jax.Array) -> jax.Array:
+        h = z.reshape(z.shape[0], -1)
+        for width in self.hidden:
+            h = nn.relu(nn.Dense(width)(h))
+        out = nn.Dense(int(np.prod(self.output_shape)))(h)
+        return jnp.reshape(out, (z.shape[0], *self.output_shape))

@@ -1,0 +1,54 @@
+"""Recurrent (LSTM / GRU) sequence encoder and decoder for inputs [B, T, F]."""
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+_CELLS = {"lstm": nn.OptimizedLSTMCell, "gru": nn.GRUCell}
+
+
+def _cell(kind: str, features: int) -> nn.RNNCellBase:
+    if kind not in _CELLS:
+        raise ValueError(f"unknown recurrent cell {kind!r}; valid: {sorted(_CELLS)}")
+    return _CELLS[kind](features)
+
+
+class RecurrentEncoder(nn.Module):
+    """Reads a sequence [B, T, F] (images are read row by row) and maps the final state to [B, out_dim]."""
+
+    out_dim: int
+    hidden: int = 256
+    cell: str = "lstm"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if x.ndim == 4:  # [B, H, W, C] image: one row per time step.
+            x = x.reshape(x.shape[0], x.shape[1], -1)
+        carry, _ = nn.RNN(_cell(self.cell, self.hidden), return_carry=True)(x)
+        h = carry[1] if isinstance(carry, tuple) else carry  # LSTM carry is (c, h).
+        return nn.Dense(self.out_dim)(h)
+
+
+class RecurrentDecoder(nn.Module):
+    """Unrolls T steps from a latent [B, d]: the latent sets the initial state and feeds each step."""
+
+    output_shape: Sequence[int]
+    hidden: int = 256
+    cell: str = "lstm"
+
+    @nn.compact
+    def __call__(self, z: jax.Array) -> jax.Array:
+        z = z.reshape(z.shape[0], -1)
+        steps = self.output_shape[0]
+        features = 1
+        for size in self.output_shape[1:]:
+            features *= size
+        cell = _cell(self.cell, self.hidden)
+        h0 = jnp.tanh(nn.Dense(self.hidden)(z))
+        carry = (jnp.zeros_like(h0), h0) if self.cell == "lstm" else h0
+        inputs = jnp.broadcast_to(z[:, None, :], (z.shape[0], steps, z.shape[-1]))
+        h = nn.RNN(cell)(inputs, initial_carry=carry)  # [B, T, hidden]
+        out = nn.Dense(features)(h)
+        return out.reshape(z.shape[0], *self.output_shape)

@@ -1,0 +1,60 @@
+"""Orbax checkpointing of the train state, with fall-back past a corrupt latest checkpoint."""
+
+import logging
+from pathlib import Path
+
+import jax
+import orbax.checkpoint as ocp
+from orbax.checkpoint.checkpoint_managers import preservation_policy
+
+
+def make_manager(
+    workdir: str | Path, keep: int = 3, async_save: bool = True
+) -> ocp.CheckpointManager:
+    """A CheckpointManager on workdir/checkpoints keeping the latest `keep` steps.
+
+    Orbax writes each step into a temporary directory and renames it when
+    complete, so a crash mid-save leaves no checkpoint that looks finished.
+    """
+    options = ocp.CheckpointManagerOptions(
+        preservation_policy=preservation_policy.LatestN(keep),
+        enable_async_checkpointing=async_save,
+        cleanup_tmp_directories=True,
+    )
+    return ocp.CheckpointManager(Path(workdir).absolute() / "checkpoints", options=options)
+
+
+def save(manager: ocp.CheckpointManager, state, force: bool = False) -> None:
+    step = int(jax.device_get(state.step))
+    manager.save(step, args=ocp.args.StandardSave(state), force=force)
+
+
+def abstract_like(state):
+    """Shape/dtype/sharding targets for restore, from a concrete or eval_shape'd state."""
+    return jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
+        state,
+    )
+
+
+def restore_latest(manager: ocp.CheckpointManager, target):
+    """Restores the newest readable checkpoint into `target`'s structure; None if there is none.
+
+    A checkpoint that fails to restore (truncated or corrupt files) is skipped with
+    a warning and the previous one is tried; it is never used.
+    """
+    abstract = abstract_like(target)
+    for step in sorted(manager.all_steps(), reverse=True):
+        try:
+            restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        except Exception as e:  # Orbax/TensorStore raise many types for damaged files.
+            logging.warning(
+                "Checkpoint at step %d is unreadable (%s: %s); falling back to an earlier one.",
+                step, type(e).__name__, str(e).splitlines()[0][:200] if str(e) else "",
+            )  # fmt: skip
+            continue
+        if int(jax.device_get(restored.step)) != step:
+            logging.warning("Checkpoint %d holds step %s; skipping it.", step, restored.step)
+            continue
+        return restored
+    return None

@@ -1,0 +1,195 @@
+"""train_and_evaluate: data -> sharded jitted steps -> metrics, checkpoints, pictures, results."""
+
+import json
+import logging
+import signal
+import time
+from pathlib import Path
+
+import jax
+import ml_collections
+import numpy as np
+
+from vae_jax import data as data_lib
+from vae_jax.evaluate import metrics as eval_metrics
+from vae_jax.evaluate import pictures
+from vae_jax.models import VQVAE, build_model
+from vae_jax.train import checkpoint, sharding
+from vae_jax.train.metrics_log import MetricLogger
+from vae_jax.train.state import create_train_state
+from vae_jax.train.steps import make_eval_step, make_train_step
+
+
+class NonFiniteError(RuntimeError):
+    """The loss or gradient became NaN/inf; the last good checkpoint is kept."""
+
+
+class _StopRequested:
+    """Turns SIGINT/SIGTERM into a flag so the loop can save and exit cleanly."""
+
+    def __init__(self):
+        self.signum = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        del frame
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def setup(config: ml_collections.ConfigDict):
+    """Dataset, model, mesh and the initial (replicated) train state of a run."""
+    dataset = data_lib.load_dataset(config)
+    model = build_model(config, dataset.data_shape)
+    mesh = sharding.make_mesh()
+    sharding.check_batch_divides(config.train.batch_size, mesh)
+    init_rng = jax.random.fold_in(jax.random.key(config.seed), 0)
+    state = create_train_state(model, config, dataset.data_shape, init_rng)
+    state = jax.device_put(state, sharding.replicated(mesh))
+    return dataset, model, mesh, state
+
+
+def evaluate(
+    config, workdir, dataset, model, state, mesh, eval_step, logger, write_images=True
+) -> dict:
+    """Evaluates on the eval set, writes pictures, logs an 'eval' record; returns the summary."""
+    step = int(jax.device_get(state.step))
+    rng = jax.random.fold_in(jax.random.key(config.seed), 2)
+    per_example = eval_metrics.evaluate_per_example(
+        eval_step, state, dataset.eval_images, config.eval.batch_size, rng,
+        to_device=lambda x: sharding.global_batch(x, mesh),
+    )  # fmt: skip
+    num_codes = config.model.vq.num_codes if isinstance(model, VQVAE) else None
+    summary = eval_metrics.summarize(per_example, num_codes)
+    kl_per_dim = per_example["kl_per_dim"].mean(0) if "kl_per_dim" in per_example else None
+    if kl_per_dim is not None:
+        summary["active_dims_kl"] = float(np.sum(kl_per_dim > 0.01))
+    if write_images:
+        grids = pictures.write_pictures(
+            model, state, dataset.eval_images[:64], workdir, step, config.loss.likelihood,
+            jax.random.fold_in(rng, 1), kl_per_dim=kl_per_dim,
+        )  # fmt: skip
+        logger.write_images(step, grids)
+    logger.log(step, "eval", summary)
+    return summary
+
+
+def _progress(step, num_steps, start_step, t0, loss):
+    done = step - start_step
+    rate = done / max(time.time() - t0, 1e-9)
+    eta = (num_steps - step) / max(rate, 1e-9)
+    logging.info(
+        "step %d/%d  %.1f steps/s  ETA %dm%02ds  loss %.4f",
+        step, num_steps, rate, eta // 60, eta % 60, loss,
+    )  # fmt: skip
+    return rate
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
+    """Trains config's model, resuming from workdir's latest checkpoint; returns results.json."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+    dataset, model, mesh, state = setup(config)
+    manager = checkpoint.make_manager(workdir, config.train.keep_checkpoints)
+    restored = checkpoint.restore_latest(manager, state)
+    if restored is not None:
+        state = restored
+        logging.info("Resumed from step %d in %s", int(state.step), workdir)
+
+    repl, data_sh = sharding.replicated(mesh), sharding.data_sharding(mesh)
+    binarize = config.data.binarize
+    train_step = jax.jit(
+        make_train_step(config.loss.likelihood, binarize),
+        in_shardings=(repl, data_sh, repl), out_shardings=(repl, repl), donate_argnums=0,
+    )  # fmt: skip
+    eval_step = jax.jit(
+        make_eval_step(config.loss.likelihood, binarize), in_shardings=(repl, data_sh, repl)
+    )
+    train_rng = jax.random.fold_in(jax.random.key(config.seed), 1)
+    logger = MetricLogger(workdir)
+    num_steps = config.train.num_steps
+    start_step = int(jax.device_get(state.step))
+    batches = data_lib.pipeline.prefetch(dataset.batch_at, start_step)
+    t0 = time.time()
+    try:
+        with _StopRequested() as stop:
+            for step in range(start_step + 1, num_steps + 1):
+                batch = sharding.global_batch(next(batches), mesh)
+                state, metrics = train_step(state, batch, train_rng)
+                last = step == num_steps
+                if step % config.train.log_every == 0 or last or stop.signum:
+                    metrics = jax.device_get(metrics)
+                    _check_finite(state, metrics, step)
+                    rate = _progress(step, num_steps, start_step, t0, float(metrics["loss"]))
+                    logger.log(step, "train", metrics, steps_per_sec=rate)
+                if stop.signum:
+                    logging.warning("Signal %d: saving step %d and exiting.", stop.signum, step)
+                    checkpoint.save(manager, state, force=True)
+                    manager.wait_until_finished()
+                    raise SystemExit(128 + stop.signum)
+                if step % config.train.checkpoint_every == 0 and not last:
+                    checkpoint.save(manager, state)
+                if step % config.eval.every == 0 and not last:
+                    evaluate(config, workdir, dataset, model, state, mesh, eval_step, logger)
+        checkpoint.save(manager, state, force=True)
+        manager.wait_until_finished()
+        results = evaluate(config, workdir, dataset, model, state, mesh, eval_step, logger)
+        results["step"] = int(jax.device_get(state.step))
+        (workdir / "results.json").write_text(json.dumps(results, indent=2))
+        return results
+    finally:
+        batches.close()
+        manager.wait_until_finished()
+        manager.close()
+        logger.close()
+
+
+def _check_finite(state, metrics, step: int) -> None:
+    if metrics["finite"] >= 1:
+        return
+    bad = [k for k, v in metrics.items() if np.ndim(v) == 0 and not np.isfinite(v)]
+    good_step = int(jax.device_get(state.step))
+    raise NonFiniteError(
+        f"non-finite {', '.join(bad) or 'values'} at step {good_step + 1} (checked at step {step}); "
+        f"parameters are kept from step {good_step}, the last good checkpoint is untouched. "
+        "Lower optim.learning_rate or set optim.grad_clip."
+    )
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
+    """--mode=eval: restores the latest checkpoint of workdir and evaluates it."""
+    workdir = Path(workdir)
+    dataset, model, mesh, state = setup(config)
+    manager = checkpoint.make_manager(workdir, config.train.keep_checkpoints)
+    restored = checkpoint.restore_latest(manager, state)
+    manager.close()
+    if restored is None:
+        raise FileNotFoundError(f"no readable checkpoint in {workdir / 'checkpoints'}; train first")
+    repl, data_sh = sharding.replicated(mesh), sharding.data_sharding(mesh)
+    eval_step = jax.jit(
+        make_eval_step(config.loss.likelihood, config.data.binarize),
+        in_shardings=(repl, data_sh, repl),
+    )
+    logger = MetricLogger(workdir)
+    try:
+        results = evaluate(config, workdir, dataset, model, restored, mesh, eval_step, logger)
+    finally:
+        logger.close()
+    results["step"] = int(jax.device_get(restored.step))
+    (workdir / "results.json").write_text(json.dumps(results, indent=2))
+    return results
+
+
+__all__ = ["NonFiniteError", "evaluate_checkpoint", "train_and_evaluate"]

@@ -1,0 +1,93 @@
+"""Train state, optimizers and the numeric hyperparameters that enter the step as arrays."""
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import struct
+
+OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw, "sgd": optax.sgd, "rmsprop": optax.rmsprop}
+# Loss hyperparameters that live in the state as float arrays, so a sweep can vmap over them.
+LOSS_HPARAMS = ("beta", "gamma", "c_max", "anneal_steps", "commitment_cost")
+
+
+class TrainState(struct.PyTreeNode):
+    """Everything a train step reads and writes. `hparams` are arrays, never static."""
+
+    step: jax.Array  # [] int32
+    params: Any
+    opt_state: optax.OptState
+    model_state: Any  # non-parameter collections, e.g. the EMA codebook ('vq')
+    hparams: dict[str, jax.Array]  # beta, gamma, c_max, anneal_steps, commitment_cost
+    apply_fn: Callable = struct.field(pytree_node=False)
+    tx: optax.GradientTransformation = struct.field(pytree_node=False)
+
+
+def make_optimizer(optim: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    """The optax optimizer named optim.name, with the learning rate as an injected hyperparameter.
+
+    inject_hyperparams keeps the learning rate in the optimizer state as an array, so
+    a sweep over learning rates is one vmapped program.
+    """
+    if optim.name not in OPTIMIZERS:
+        raise ValueError(f"optim.name={optim.name!r} is not known; valid: {sorted(OPTIMIZERS)}")
+    kwargs = dict(optim.get("kwargs", {}) or {})
+    tx = optax.inject_hyperparams(OPTIMIZERS[optim.name])(
+        learning_rate=optim.learning_rate, **kwargs
+    )
+    if optim.get("grad_clip"):
+        tx = optax.chain(optax.clip_by_global_norm(optim.grad_clip), tx)
+    return tx
+
+
+def hparams_from_config(config: ml_collections.ConfigDict) -> dict[str, jax.Array]:
+    """The loss hyperparameters of config.loss as float32 scalars."""
+    return {k: jnp.asarray(float(config.loss[k]), jnp.float32) for k in LOSS_HPARAMS}
+
+
+def set_learning_rate(opt_state, learning_rate: jax.Array):
+    """Returns opt_state with the injected learning rate replaced (for sweeps)."""
+
+    def replace(state):
+        if isinstance(state, optax.InjectHyperparamsState):
+            hyper = dict(state.hyperparams)
+            hyper["learning_rate"] = jnp.asarray(learning_rate, jnp.float32)
+            return state._replace(hyperparams=hyper)
+        return state
+
+    return jax.tree.map(
+        replace, opt_state, is_leaf=lambda s: isinstance(s, optax.InjectHyperparamsState)
+    )
+
+
+def create_train_state(
+    model: nn.Module,
+    config: ml_collections.ConfigDict,
+    data_shape: tuple[int, ...],
+    rng: jax.Array,
+    hparams: dict[str, jax.Array] | None = None,
+    learning_rate: jax.Array | None = None,
+) -> TrainState:
+    """Initializes parameters from rng and builds the optimizer of config.optim."""
+    x = jnp.zeros((2, *data_shape), jnp.float32)
+    params_rng, sample_rng, vq_rng = jax.random.split(rng, 3)
+    variables = model.init({"params": params_rng, "sample": sample_rng, "vq": vq_rng}, x)
+    params = variables["params"]
+    model_state = {k: v for k, v in variables.items() if k != "params"}
+    tx = make_optimizer(config.optim)
+    opt_state = tx.init(params)
+    if learning_rate is not None:
+        opt_state = set_learning_rate(opt_state, learning_rate)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=opt_state,
+        model_state=model_state,
+        hparams=hparams if hparams is not None else hparams_from_config(config),
+        apply_fn=model.apply,
+        tx=tx,
+    )

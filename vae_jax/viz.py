@@ -1,0 +1,67 @@
+"""Pictures: image grids, labelled traversal grids, 2-D latent scatter plots, metric curves."""
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def image_grid(images: np.ndarray, ncols: int, pad: int = 1) -> np.ndarray:
+    """Tiles images [N, H, W, C] into one [rows*(H+pad), ncols*(W+pad), C] array in [0, 1]."""
+    images = np.clip(np.asarray(images, np.float32), 0.0, 1.0)
+    n, h, w, c = images.shape
+    nrows = -(-n // ncols)
+    grid = np.ones((nrows * (h + pad) + pad, ncols * (w + pad) + pad, c), np.float32)
+    for i, image in enumerate(images):
+        r, col = divmod(i, ncols)
+        y, x = pad + r * (h + pad), pad + col * (w + pad)
+        grid[y : y + h, x : x + w] = image
+    return grid
+
+
+def save_grid(path: str | Path, images: np.ndarray, ncols: int) -> np.ndarray:
+    """Writes a PNG grid of images [N, H, W, C]; returns the grid."""
+    grid = image_grid(images, ncols)
+    plt.imsave(path, grid[..., 0] if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=1)
+    return grid
+
+
+def save_labelled_rows(
+    path: str | Path, rows: np.ndarray, labels: Sequence[str], title: str = ""
+) -> None:
+    """Writes rows of images [R, C, H, W, ch] with a text label left of each row (traversals)."""
+    r, c = rows.shape[:2]
+    fig, axes = plt.subplots(r, c, figsize=(c * 0.9 + 2.2, r * 0.9 + 0.4), squeeze=False)
+    for i in range(r):
+        for j in range(c):
+            ax = axes[i, j]
+            img = np.clip(rows[i, j], 0, 1)
+            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[i, 0].set_ylabel(labels[i], rotation=0, ha="right", va="center", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def save_latent_scatter(
+    path: str | Path, z: np.ndarray, labels: np.ndarray | None, title: str
+) -> None:
+    """Scatter of 2-D codes [N, 2], coloured by class label."""
+    fig, ax = plt.subplots(figsize=(6, 5))
+    sc = ax.scatter(z[:, 0], z[:, 1], c=labels, s=3, cmap="tab10", alpha=0.7)
+    if labels is not None:
+        fig.colorbar(sc, ax=ax, label="class")
+    ax.set_xlabel("z[0]")
+    ax.set_ylabel("z[1]")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
