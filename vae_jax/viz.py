@@ -30,9 +30,7 @@ def save_grid(path: str | Path, images: np.ndarray, ncols: int) -> np.ndarray:
     return grid
 
 
-def save_labelled_rows(
-    path: str | Path, rows: np.ndarray, labels: Sequence[str], title: str = ""
-) -> None:
+def save_labelled_rows(path: str | Path, rows: np.ndarray, labels: Sequence[str], title: str = "") -> None:
     """Writes rows of images [R, C, H, W, ch] with a text label left of each row (traversals)."""
     r, c = rows.shape[:2]
     fig, axes = plt.subplots(r, c, figsize=(c * 0.9 + 2.2, r * 0.9 + 0.4), squeeze=False)
@@ -51,9 +49,7 @@ def save_labelled_rows(
     plt.close(fig)
 
 
-def save_latent_scatter(
-    path: str | Path, z: np.ndarray, labels: np.ndarray | None, title: str
-) -> None:
+def save_latent_scatter(path: str | Path, z: np.ndarray, labels: np.ndarray | None, title: str) -> None:
     """Scatter of 2-D codes [N, 2], coloured by class label."""
     fig, ax = plt.subplots(figsize=(6, 5))
     sc = ax.scatter(z[:, 0], z[:, 1], c=labels, s=3, cmap="tab10", alpha=0.7)

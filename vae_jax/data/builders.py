@@ -35,9 +35,7 @@ class LocalIdx(tfds.core.GeneratorBasedBuilder):
             features=tfds.features.FeaturesDict(
                 {
                     "image": tfds.features.Image(shape=(28, 28, 1)),
-                    "label": tfds.features.ClassLabel(
-                        num_classes=IDX_DATASETS[self.builder_config.name]
-                    ),
+                    "label": tfds.features.ClassLabel(num_classes=IDX_DATASETS[self.builder_config.name]),
                 }
             ),
             supervised_keys=("image", "label"),
@@ -57,9 +55,7 @@ class LocalIdx(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, images_path, labels_path):
         images, labels = read_idx(images_path), read_idx(labels_path)
         if images.ndim != 3 or len(images) != len(labels):
-            raise ValueError(
-                f"{images_path}: expected [N, 28, 28] images matching {len(labels)} labels"
-            )
+            raise ValueError(f"{images_path}: expected [N, 28, 28] images matching {len(labels)} labels")
         for i, (image, label) in enumerate(zip(images, labels, strict=True)):
             yield i, {"image": image[..., None], "label": int(label)}
 

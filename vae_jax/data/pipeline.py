@@ -29,9 +29,7 @@ def global_batch_indices(num_examples: int, batch_size: int, seed: int, step: in
 def process_slice(global_batch: int, process_index: int, process_count: int) -> slice:
     """This process's rows of the global batch."""
     if global_batch % process_count:
-        raise ValueError(
-            f"batch size {global_batch} does not divide over {process_count} processes"
-        )
+        raise ValueError(f"batch size {global_batch} does not divide over {process_count} processes")
     per = global_batch // process_count
     return slice(process_index * per, (process_index + 1) * per)
 

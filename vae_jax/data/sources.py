@@ -60,9 +60,8 @@ def _has_idx_files(directory: Path | None) -> bool:
 
 def _unavailable(cfg, local: Path | None, reason: str) -> DatasetUnavailableError:
     where = f"{local}" if local else "no local directory (config.data.local_dir is unset)"
-    hint = [
-        f"set --config.data.local_dir to a directory with the four idx files ({', '.join(s for st in IDX_FILES.values() for s in st)}[.gz])"
-    ]
+    files = ", ".join(stem for stems in IDX_FILES.values() for stem in stems)
+    hint = [f"set --config.data.local_dir to a directory with the four idx files ({files}[.gz])"]
     if cfg.name == "fashion_mnist":
         hint.insert(0, "install Debian's package: apt-get install dataset-fashion-mnist")
     hint.append(f"or run with network access so TFDS can download {cfg.name!r} into {cfg.data_dir}")
@@ -83,9 +82,7 @@ def get_builder(cfg: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
         builder = builders.LocalIdx(config=cfg.name, data_dir=data_dir)
         if not builder.is_prepared():
             logging.info("Preparing %s from %s into %s", cfg.name, local, data_dir)
-            builder.download_and_prepare(
-                download_config=tfds.download.DownloadConfig(manual_dir=str(local))
-            )
+            builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(local)))
         return builder
     try:
         builder = tfds.builder(cfg.name, data_dir=data_dir)
@@ -115,9 +112,7 @@ def load_image_splits(cfg: ml_collections.ConfigDict, eval_split: str) -> ImageS
         raise ValueError("eval.split='validation' needs data.validation_size > 0")
     train, train_labels = _as_arrays(builder, train_split)
     evals, eval_labels = _as_arrays(builder, eval_splits[eval_split])
-    label_feature = (
-        builder.info.features.get("label") if hasattr(builder.info.features, "get") else None
-    )
+    label_feature = builder.info.features.get("label") if hasattr(builder.info.features, "get") else None
     num_classes = getattr(label_feature, "num_classes", None)
     return ImageSplits(
         _preprocess(train, cfg.binarize), _preprocess(evals, cfg.binarize),
@@ -127,9 +122,7 @@ def load_image_splits(cfg: ml_collections.ConfigDict, eval_split: str) -> ImageS
 
 def _preprocess(images: np.ndarray, binarize: str) -> np.ndarray:
     """uint8 -> float32 in [0, 1]; 'threshold' binarizes at 0.5 ('dynamic' happens per step)."""
-    x = images.astype(np.float32) / (
-        255.0 if images.dtype == np.uint8 and images.max() > 1 else 1.0
-    )
+    x = images.astype(np.float32) / (255.0 if images.dtype == np.uint8 and images.max() > 1 else 1.0)
     if binarize == "threshold":
         x = (x > 0.5).astype(np.float32)
     return x

@@ -33,9 +33,7 @@ def evaluate_per_example(
 
 def summarize(per_example: dict[str, np.ndarray], num_codes: int | None = None) -> dict[str, float]:
     """Means of per-example metrics; perplexity and usage of VQ codes over the whole set."""
-    summary = {
-        k: float(np.mean(v)) for k, v in per_example.items() if k not in ("indices", "kl_per_dim")
-    }
+    summary = {k: float(np.mean(v)) for k, v in per_example.items() if k not in ("indices", "kl_per_dim")}
     if "indices" in per_example and num_codes:
         counts = np.bincount(per_example["indices"].ravel(), minlength=num_codes).astype(np.float32)
         perplexity, usage = usage_statistics(counts)

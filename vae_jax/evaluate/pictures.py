@@ -33,9 +33,7 @@ def encode_mean(model, state, x: np.ndarray) -> np.ndarray:
 def reconstruct(model, state, x: np.ndarray, likelihood: str) -> np.ndarray:
     if isinstance(model, VAE):
         return decode(model, state, jnp.asarray(encode_mean(model, state, x)), likelihood)
-    out = model.apply(
-        _variables(state), jnp.asarray(x), train=False, rngs={"sample": jax.random.key(0)}
-    )
+    out = model.apply(_variables(state), jnp.asarray(x), train=False, rngs={"sample": jax.random.key(0)})
     return np.asarray(to_image(out.recon, likelihood))
 
 
@@ -72,9 +70,7 @@ def write_pictures(
     n = min(len(x), 32)
     recon = reconstruct(model, state, x[:n], likelihood)
     if x.ndim == 4:  # images: input row above its reconstruction row
-        pairs = np.concatenate(
-            [x[:n].reshape(-1, 8, *x.shape[1:]), recon.reshape(-1, 8, *x.shape[1:])], 1
-        )
+        pairs = np.concatenate([x[:n].reshape(-1, 8, *x.shape[1:]), recon.reshape(-1, 8, *x.shape[1:])], 1)
         grids["reconstructions"] = viz.save_grid(
             out_dir / f"reconstructions_{step}.png", pairs.reshape(-1, *x.shape[1:]), 8
         )
@@ -83,9 +79,7 @@ def write_pictures(
         samples = decode(model, state, z, likelihood)
         if samples.ndim == 4:
             grids["samples"] = viz.save_grid(out_dir / f"samples_{step}.png", samples, 8)
-            order = (
-                np.argsort(-kl_per_dim) if kl_per_dim is not None else np.arange(model.latent_dim)
-            )
+            order = np.argsort(-kl_per_dim) if kl_per_dim is not None else np.arange(model.latent_dim)
             rows = traversal_rows(model, state, x[:1], order, likelihood)
             labels = [
                 f"z{d}" + (f" KL={kl_per_dim[d]:.2f}" if kl_per_dim is not None else "")

@@ -73,9 +73,7 @@ def _vae(cfg, loss_cfg, data_shape) -> nn.Module:
 
 def _vqvae(cfg, loss_cfg, data_shape) -> nn.Module:
     vq = cfg.vq
-    quantizer = VectorQuantizer(
-        vq.num_codes, vq.code_dim, vq.ema, vq.decay, vq.epsilon, vq.restart_threshold
-    )
+    quantizer = VectorQuantizer(vq.num_codes, vq.code_dim, vq.ema, vq.decay, vq.epsilon, vq.restart_threshold)
     spatial = cfg.encoder == "conv"
     if spatial:
         enc = _encoder(cfg, vq.code_dim, spatial=True)

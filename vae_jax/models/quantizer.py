@@ -58,15 +58,11 @@ class VectorQuantizer(nn.Module):
     @nn.compact
     def __call__(self, z_e: jax.Array, train: bool = False) -> VQOutput:
         if z_e.shape[-1] != self.code_dim:
-            raise ValueError(
-                f"encoder output has {z_e.shape[-1]} channels, codebook has {self.code_dim}"
-            )
+            raise ValueError(f"encoder output has {z_e.shape[-1]} channels, codebook has {self.code_dim}")
         init = nn.initializers.variance_scaling(1.0, "fan_in", "uniform")
         shape = (self.num_codes, self.code_dim)
         if self.ema:
-            codebook_var = self.variable(
-                "vq", "codebook", lambda: init(self.make_rng("params"), shape)
-            )
+            codebook_var = self.variable("vq", "codebook", lambda: init(self.make_rng("params"), shape))
             # Each code starts as if assigned once to its initial value, so the ratio is defined.
             ema_count = self.variable("vq", "ema_count", lambda: jnp.ones((self.num_codes,)))
             ema_sum = self.variable("vq", "ema_sum", lambda: codebook_var.value)

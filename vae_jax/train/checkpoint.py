@@ -8,9 +8,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy
 
 
-def make_manager(
-    workdir: str | Path, keep: int = 3, async_save: bool = True
-) -> ocp.CheckpointManager:
+def make_manager(workdir: str | Path, keep: int = 3, async_save: bool = True) -> ocp.CheckpointManager:
     """A CheckpointManager on workdir/checkpoints keeping the latest `keep` steps.
 
     Orbax writes each step into a temporary directory and renames it when

@@ -60,9 +60,7 @@ def setup(config: ml_collections.ConfigDict):
     return dataset, model, mesh, state
 
 
-def evaluate(
-    config, workdir, dataset, model, state, mesh, eval_step, logger, write_images=True
-) -> dict:
+def evaluate(config, workdir, dataset, model, state, mesh, eval_step, logger, write_images=True) -> dict:
     """Evaluates on the eval set, writes pictures, logs an 'eval' record; returns the summary."""
     step = int(jax.device_get(state.step))
     rng = jax.random.fold_in(jax.random.key(config.seed), 2)
@@ -114,9 +112,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         make_train_step(config.loss.likelihood, binarize),
         in_shardings=(repl, data_sh, repl), out_shardings=(repl, repl), donate_argnums=0,
     )  # fmt: skip
-    eval_step = jax.jit(
-        make_eval_step(config.loss.likelihood, binarize), in_shardings=(repl, data_sh, repl)
-    )
+    eval_step = jax.jit(make_eval_step(config.loss.likelihood, binarize), in_shardings=(repl, data_sh, repl))
     train_rng = jax.random.fold_in(jax.random.key(config.seed), 1)
     logger = MetricLogger(workdir)
     num_steps = config.train.num_steps

@@ -36,9 +36,7 @@ def make_optimizer(optim: ml_collections.ConfigDict) -> optax.GradientTransforma
     if optim.name not in OPTIMIZERS:
         raise ValueError(f"optim.name={optim.name!r} is not known; valid: {sorted(OPTIMIZERS)}")
     kwargs = dict(optim.get("kwargs", {}) or {})
-    tx = optax.inject_hyperparams(OPTIMIZERS[optim.name])(
-        learning_rate=optim.learning_rate, **kwargs
-    )
+    tx = optax.inject_hyperparams(OPTIMIZERS[optim.name])(learning_rate=optim.learning_rate, **kwargs)
     if optim.get("grad_clip"):
         tx = optax.chain(optax.clip_by_global_norm(optim.grad_clip), tx)
     return tx
@@ -59,9 +57,7 @@ def set_learning_rate(opt_state, learning_rate: jax.Array):
             return state._replace(hyperparams=hyper)
         return state
 
-    return jax.tree.map(
-        replace, opt_state, is_leaf=lambda s: isinstance(s, optax.InjectHyperparamsState)
-    )
+    return jax.tree.map(replace, opt_state, is_leaf=lambda s: isinstance(s, optax.InjectHyperparamsState))
 
 
 def create_train_state(

@@ -36,9 +36,7 @@ def apply_model(state: TrainState, params, x: jax.Array, rng: jax.Array, train: 
 
 def per_example_terms(out, x: jax.Array, likelihood: str) -> dict[str, jax.Array]:
     """Per-example [B] reconstruction log-likelihood and, for VAEs, KL (also per dim [B, d])."""
-    terms = {
-        "rec_ll": objectives.reconstruction_log_likelihood(out.recon, x, likelihood, out.log_scale)
-    }
+    terms = {"rec_ll": objectives.reconstruction_log_likelihood(out.recon, x, likelihood, out.log_scale)}
     if isinstance(out, VAEOutput):
         terms["kl_per_dim"] = objectives.kl_standard_normal_per_dim(out.mean, out.logvar)
         terms["kl"] = jnp.sum(terms["kl_per_dim"], axis=-1)
