@@ -65,7 +65,7 @@ class VectorQuantizer(nn.Module):
             codebook_var = self.variable("vq", "codebook", lambda: init(self.make_rng("params"), shape))
             # Each code starts as if assigned once to its initial value, so the ratio is defined.
             ema_count = self.variable("vq", "ema_count", lambda: jnp.ones((self.num_codes,)))
-            ema_sum = self.variable("vq", "ema_sum", lambda: codebook_var.value)
+            ema_sum = self.variable("vq", "ema_sum", lambda: jnp.copy(codebook_var.value))
             codebook = codebook_var.value
         else:
             codebook = self.param("codebook", init, shape)

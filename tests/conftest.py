@@ -1,0 +1,35 @@
+"""Shared fixtures: small configs, generated idx files, a TFDS data_dir in tmp."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from vae_jax.data.idx import write_idx  # noqa: E402
+
+
+def make_idx_dir(path, n_train=300, n_test=100, seed=0):
+    """Writes the four MNIST-style idx.gz files of a small synthetic 10-class dataset."""
+    rng = np.random.default_rng(seed)
+    path.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = np.zeros((n, 28, 28), np.uint8)
+        for i, label in enumerate(labels):  # class c: a bright bar at rows 2c..2c+5
+            images[i, 2 * label : 2 * label + 6, 4:24] = 200 + rng.integers(0, 55)
+        write_idx(path / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(path / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return path
+
+
+@pytest.fixture
+def idx_dir(tmp_path):
+    return make_idx_dir(tmp_path / "idx")
+
+
+@pytest.fixture
+def tfds_dir(tmp_path):
+    return str(tmp_path / "tfds")
