@@ -112,8 +112,8 @@ def load_image_splits(cfg: ml_collections.ConfigDict, eval_split: str) -> ImageS
         raise ValueError("eval.split='validation' needs data.validation_size > 0")
     train, train_labels = _as_arrays(builder, train_split)
     evals, eval_labels = _as_arrays(builder, eval_splits[eval_split])
-    label_feature = builder.info.features.get("label") if hasattr(builder.info.features, "get") else None
-    num_classes = getattr(label_feature, "num_classes", None)
+    features = builder.info.features
+    num_classes = getattr(features["label"], "num_classes", None) if "label" in features else None
     return ImageSplits(
         _preprocess(train, cfg.binarize), _preprocess(evals, cfg.binarize),
         train_labels, eval_labels, num_classes,

@@ -4,6 +4,9 @@ With `channels=(32, 32, 64, 64)`, 4x4 kernels, stride 2 and a 256-unit dense lay
 these are the dSprites networks of disentanglement_lib (Locatello et al. 2019,
 Table 1); with `channels=(32, 64)` they fit 28x28 images (28 -> 14 -> 7).
 `spatial=True` keeps the latent as a grid [B, h, w, D] (VQ-VAE) instead of a vector.
+`subpixel=True` (the default) computes the decoder's 4x4 stride-2 transposed
+convolutions in the exactly equal sub-pixel form of `vae_jax.models.strided`,
+about 2x faster per train step on XLA:CPU; the parameters are the same either way.
 """
 
 from collections.abc import Sequence
@@ -11,6 +14,8 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 import numpy as np
+
+from vae_jax.models.strided import SubPixelConvTranspose
 
 
 def _downsampled_size(size: int, num_layers: int) -> int:
@@ -55,6 +60,7 @@ class ConvDecoder(nn.Module):
     kernel: int = 4
     dense: int = 256
     spatial: bool = False
+    subpixel: bool = True
 
     @nn.compact
     def __call__(self, z: jax.Array) -> jax.Array:
@@ -70,8 +76,14 @@ class ConvDecoder(nn.Module):
             h = nn.relu(nn.Dense(h0 * w0 * self.channels[-1])(h))
             h = h.reshape(z.shape[0], h0, w0, self.channels[-1])
         deconv_channels = [*reversed(self.channels[:-1]), out_channels]
+        subpixel = self.subpixel and self.kernel == 4
         for i, c in enumerate(deconv_channels):
-            h = nn.ConvTranspose(c, (self.kernel, self.kernel), strides=(2, 2), padding="SAME")(h)
+            name = f"ConvTranspose_{i}"  # the same parameter tree for both forms
+            if subpixel:
+                h = SubPixelConvTranspose(c, name=name)(h)
+            else:
+                k = (self.kernel, self.kernel)
+                h = nn.ConvTranspose(c, k, strides=(2, 2), padding="SAME", name=name)(h)
             if i < len(deconv_channels) - 1:
                 h = nn.relu(h)
         return h

@@ -1,0 +1,59 @@
+"""Helpers shared by the run-level tests: load configs, run the CLI, read a workdir's state."""
+
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ("ae", "vae", "beta_vae", "vq_vae", "conv_ae")
+
+
+def load_config(name: str, preset: str | None = None):
+    return importlib.import_module(f"experiments.{name}").get_config(preset)
+
+
+def use_local_idx(config, idx_dir, tfds_dir):
+    """Points an image-dataset config at generated idx files (tests never touch the network)."""
+    if config.data.name != "dsprites":
+        config.data.source = "local"
+        config.data.local_dir = str(idx_dir)
+        config.data.data_dir = str(tfds_dir)
+    return config
+
+
+def cli(*args, cwd=ROOT, timeout=600, check=True, background=False):
+    """Runs `python -m experiments.run ARGS` in a subprocess."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
+    cmd = [sys.executable, "-m", "experiments.run", *args]
+    if background:
+        return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    result = subprocess.run(cmd, cwd=cwd, env=env, timeout=timeout, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({result.returncode}):\n{result.stderr[-4000:]}")
+    return result
+
+
+def final_params(config, workdir) -> dict[str, np.ndarray]:
+    """The parameters of the latest checkpoint in workdir, flattened by path."""
+    from vae_jax.train import checkpoint, loop
+
+    _, _, _, state = loop.setup(config)
+    manager = checkpoint.make_manager(workdir)
+    restored = checkpoint.restore_latest(manager, state)
+    manager.close()
+    assert restored is not None, f"no checkpoint in {workdir}"
+    leaves = jax.tree_util.tree_leaves_with_path(
+        {"params": restored.params, "model_state": restored.model_state, "step": restored.step}
+    )
+    return {jax.tree_util.keystr(p): np.asarray(v) for p, v in leaves}
+
+
+def assert_same_params(a: dict, b: dict, rtol=1e-6):
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=rtol, atol=1e-7, err_msg=k)
