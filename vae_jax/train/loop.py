@@ -13,11 +13,13 @@ import numpy as np
 from vae_jax import data as data_lib
 from vae_jax.evaluate import metrics as eval_metrics
 from vae_jax.evaluate import pictures
+from vae_jax.evaluate.ground_truth import evaluate_ground_truth
 from vae_jax.models import VQVAE, build_model
 from vae_jax.train import checkpoint, sharding
 from vae_jax.train.metrics_log import MetricLogger
 from vae_jax.train.state import create_train_state
 from vae_jax.train.steps import make_eval_step, make_train_step
+from vae_jax.train.validate import check_resume_compatible, validate_config
 
 
 class NonFiniteError(RuntimeError):
@@ -60,8 +62,12 @@ def setup(config: ml_collections.ConfigDict):
     return dataset, model, mesh, state
 
 
-def evaluate(config, workdir, dataset, model, state, mesh, eval_step, logger, write_images=True) -> dict:
-    """Evaluates on the eval set, writes pictures, logs an 'eval' record; returns the summary."""
+def evaluate(config, workdir, dataset, model, state, mesh, eval_step, logger, final=False) -> dict:
+    """Evaluates on the eval set, writes pictures, logs an 'eval' record; returns the summary.
+
+    Disentanglement metrics (config.eval.disentanglement) run at the final evaluation only:
+    at the default protocol they take ~1-2 minutes on a CPU.
+    """
     step = int(jax.device_get(state.step))
     rng = jax.random.fold_in(jax.random.key(config.seed), 2)
     per_example = eval_metrics.evaluate_per_example(
@@ -73,12 +79,16 @@ def evaluate(config, workdir, dataset, model, state, mesh, eval_step, logger, wr
     kl_per_dim = per_example["kl_per_dim"].mean(0) if "kl_per_dim" in per_example else None
     if kl_per_dim is not None:
         summary["active_dims_kl"] = float(np.sum(kl_per_dim > 0.01))
-    if write_images:
-        grids = pictures.write_pictures(
-            model, state, dataset.eval_images[:64], workdir, step, config.loss.likelihood,
-            jax.random.fold_in(rng, 1), kl_per_dim=kl_per_dim,
-        )  # fmt: skip
-        logger.write_images(step, grids)
+    dim_labels = None
+    if dataset.ground_truth is not None:
+        names = list(config.eval.disentanglement) if final else []
+        scores, dim_labels = evaluate_ground_truth(model, state, dataset, names, config.seed)
+        summary.update(scores)
+    grids = pictures.write_pictures(
+        model, state, dataset.eval_images[:64], workdir, step, config.loss.likelihood,
+        jax.random.fold_in(rng, 1), kl_per_dim=kl_per_dim, dim_labels=dim_labels,
+    )  # fmt: skip
+    logger.write_images(step, grids)
     logger.log(step, "eval", summary)
     return summary
 
@@ -94,11 +104,19 @@ def _progress(step, num_steps, start_step, t0, loss):
     return rate
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
-    """Trains config's model, resuming from workdir's latest checkpoint; returns results.json."""
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str | Path, allow_config_change: bool = False
+) -> dict:
+    """Trains config's model, resuming from workdir's latest checkpoint; returns results.json.
+
+    Raises ConfigError (before any compilation) for an invalid config, or when workdir
+    holds a run with a different config and allow_config_change is False.
+    """
+    validate_config(config)
     workdir = Path(workdir)
+    check_resume_compatible(workdir, config, allow_config_change)
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+    _atomic_write(workdir / "config.json", config.to_json_best_effort(indent=2))
     dataset, model, mesh, state = setup(config)
     manager = checkpoint.make_manager(workdir, config.train.keep_checkpoints)
     restored = checkpoint.restore_latest(manager, state)
@@ -141,9 +159,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
                     evaluate(config, workdir, dataset, model, state, mesh, eval_step, logger)
         checkpoint.save(manager, state, force=True)
         manager.wait_until_finished()
-        results = evaluate(config, workdir, dataset, model, state, mesh, eval_step, logger)
+        results = evaluate(config, workdir, dataset, model, state, mesh, eval_step, logger, final=True)
         results["step"] = int(jax.device_get(state.step))
-        (workdir / "results.json").write_text(json.dumps(results, indent=2))
+        _atomic_write(workdir / "results.json", json.dumps(results, indent=2))
         return results
     finally:
         batches.close()
@@ -166,7 +184,10 @@ def _check_finite(state, metrics, step: int) -> None:
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     """--mode=eval: restores the latest checkpoint of workdir and evaluates it."""
+    validate_config(config)
     workdir = Path(workdir)
+    if not (workdir / "checkpoints").is_dir():
+        raise FileNotFoundError(f"no checkpoints/ in {workdir}: train first (--mode=train)")
     dataset, model, mesh, state = setup(config)
     manager = checkpoint.make_manager(workdir, config.train.keep_checkpoints)
     restored = checkpoint.restore_latest(manager, state)
@@ -180,12 +201,19 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str | Path) 
     )
     logger = MetricLogger(workdir)
     try:
-        results = evaluate(config, workdir, dataset, model, restored, mesh, eval_step, logger)
+        results = evaluate(config, workdir, dataset, model, restored, mesh, eval_step, logger, final=True)
     finally:
         logger.close()
     results["step"] = int(jax.device_get(restored.step))
-    (workdir / "results.json").write_text(json.dumps(results, indent=2))
+    _atomic_write(workdir / "results.json", json.dumps(results, indent=2))
     return results
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Writes text to path via a rename, so a crash leaves the old file or the new one."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 __all__ = ["NonFiniteError", "evaluate_checkpoint", "train_and_evaluate"]

@@ -30,7 +30,11 @@ class MetricLogger:
         self._file = None
         self._tb = None
         if self.enabled:
-            self._file = open(self.workdir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+            path = self.workdir / "metrics.jsonl"
+            torn = path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n")
+            self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115
+            if torn:  # end a line cut by a crash so the records that follow stay whole
+                self._file.write("\n")
             if tensorboard:
                 self._tb = metric_writers.SummaryWriter(str(self.workdir))
 

@@ -1,0 +1,168 @@
+"""Faults provoked for real: bad configs, corrupt checkpoints, NaNs, torn logs, two processes."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from tests.helpers import ROOT, cli, load_config
+from vae_jax import data as data_lib
+from vae_jax.train import ConfigError, NonFiniteError, checkpoint, loop, train_and_evaluate, validate_config
+from vae_jax.train.metrics_log import MetricLogger, read_metrics
+
+
+@pytest.mark.parametrize(
+    "field,value,expect",
+    [
+        ("loss.beta", -1.0, "config.loss.beta=-1.0 is invalid: must be >= 0"),
+        ("loss.c_max", -5.0, "config.loss.c_max=-5.0"),
+        ("model.latent_dim", 0, "config.model.latent_dim=0 is invalid: must be > 0"),
+        ("train.batch_size", -8, "config.train.batch_size=-8"),
+        ("model.name", "vaee", "must be one of ['ae', 'vae', 'vqvae']"),
+        ("data.name", "mnsit", "config.data.name='mnsit'"),
+        ("optim.name", "adamm", "config.optim.name='adamm'"),
+        ("eval.disentanglement", ("mig", "mgi"), "config.eval.disentanglement='mgi'"),
+        ("model.vq.decay", 1.5, "config.model.vq.decay=1.5 is invalid: must be in (0, 1)"),
+    ],
+)
+def test_invalid_config_values_name_field_value_and_rule(field, value, expect):
+    config = load_config("beta_vae", "smoke")
+    group, name = field.rsplit(".", 1)
+    node = config
+    for part in group.split("."):
+        node = node[part]
+    node[name] = value
+    with pytest.raises(ConfigError) as e:
+        validate_config(config)
+    assert expect in str(e.value)
+
+
+def test_cli_reports_a_bad_value_in_one_line_and_exits_nonzero(tmp_path):
+    config = f"--config={ROOT / 'experiments/beta_vae.py'}:smoke"
+    result = cli(config, f"--workdir={tmp_path}/w", "--config.loss.beta=-2.0", check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == "error: config.loss.beta=-2.0 is invalid: must be >= 0"
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "w").exists()  # nothing was created
+    result = cli(f"--config={ROOT / 'experiments/beta_vae.py'}:quik", check=False)
+    assert result.returncode != 0 and "unknown preset 'quik'" in result.stderr
+
+
+def test_batch_that_does_not_divide_over_devices(tmp_path):
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "experiments.run", f"--config={ROOT / 'experiments/beta_vae.py'}:smoke",
+           f"--workdir={tmp_path}/w", "--config.train.batch_size=12"]  # fmt: skip
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert "config.train.batch_size=12 is invalid: must be a multiple of the 8 devices" in result.stderr
+
+
+def _smoke(tmp_path, **train):
+    config = load_config("beta_vae", "smoke")
+    config.train.update(train)
+    return config, tmp_path / "run"
+
+
+def test_resume_with_a_different_config_is_refused_unless_allowed(tmp_path):
+    config, workdir = _smoke(tmp_path, num_steps=4, checkpoint_every=2)
+    train_and_evaluate(config, workdir)
+    changed = load_config("beta_vae", "smoke")
+    changed.train.update(num_steps=6, checkpoint_every=2)
+    changed.loss.beta, changed.optim.learning_rate = 8.0, 1e-3
+    with pytest.raises(ConfigError) as e:
+        train_and_evaluate(changed, workdir)
+    assert "loss.beta: 4.0 -> 8.0" in str(e.value) and "optim.learning_rate" in str(e.value)
+    assert "--allow_config_change" in str(e.value)
+    assert json.loads((workdir / "config.json").read_text())["loss"]["beta"] == 4.0  # untouched
+    assert train_and_evaluate(changed, workdir, allow_config_change=True)["step"] == 6
+
+
+def _truncate_files(directory: Path) -> int:
+    count = 0
+    for path in directory.rglob("*"):
+        if path.is_file() and path.stat().st_size > 16 and "metadata" not in path.name:
+            path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+            count += 1
+    return count
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path, caplog):
+    config, workdir = _smoke(tmp_path, num_steps=8, checkpoint_every=4)
+    train_and_evaluate(config, workdir)
+    assert _truncate_files(workdir / "checkpoints" / "8") > 0
+    _, _, _, state = loop.setup(config)
+    manager = checkpoint.make_manager(workdir)
+    with caplog.at_level("WARNING"):
+        restored = checkpoint.restore_latest(manager, state)
+    manager.close()
+    assert int(restored.step) == 4
+    assert any("step 8 is unreadable" in r.getMessage() for r in caplog.records)
+    config.train.num_steps = 10  # rerunning trains on from step 4, not from the bad state
+    assert train_and_evaluate(config, workdir)["step"] == 10
+
+
+def test_non_finite_loss_stops_with_step_and_metric_and_keeps_good_checkpoint(tmp_path, monkeypatch):
+    config, workdir = _smoke(tmp_path, num_steps=12, checkpoint_every=4, log_every=1)
+    real_load = data_lib.load_dataset
+
+    def poisoned(cfg):
+        dataset = real_load(cfg)
+        clean = dataset.batch_at
+        dataset.batch_at = lambda step: clean(step) * (np.nan if step == 6 else 1.0)
+        return dataset
+
+    monkeypatch.setattr(data_lib, "load_dataset", poisoned)
+    with pytest.raises(NonFiniteError, match=r"non-finite .*loss.* at step 7"):
+        train_and_evaluate(config, workdir)
+    monkeypatch.setattr(data_lib, "load_dataset", real_load)
+    _, _, _, state = loop.setup(config)
+    manager = checkpoint.make_manager(workdir)
+    restored = checkpoint.restore_latest(manager, state)
+    manager.close()
+    assert int(restored.step) == 4
+    assert all(np.isfinite(np.asarray(p)).all() for p in jax.tree.leaves(restored.params))
+
+
+def test_torn_metrics_line_is_skipped_and_logging_continues(tmp_path):
+    logger = MetricLogger(tmp_path, tensorboard=False)
+    logger.log(1, "train", {"loss": 1.0})
+    logger.close()
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 2, "split": "tr')  # a crash mid-write
+    assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1]
+    logger = MetricLogger(tmp_path, tensorboard=False)
+    logger.log(3, "train", {"loss": float("nan")})
+    logger.close()
+    assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1, 3]
+    assert read_metrics(tmp_path / "metrics.jsonl")[1]["loss"] is None  # NaN written as null
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_train_like_one(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
+    worker = [sys.executable, str(ROOT / "tests/multiprocess_worker.py")]
+    port = str(_free_port())
+    procs = [
+        subprocess.Popen([*worker, str(i), "2", port, str(tmp_path / f"p{i}.npz")], env=env) for i in range(2)
+    ]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    subprocess.run([*worker, "0", "1", "0", str(tmp_path / "single.npz")], env=env, check=True, timeout=300)
+    single = dict(np.load(tmp_path / "single.npz"))
+    assert int(single.pop("__processes__")) == 1
+    for i in range(2):
+        multi = dict(np.load(tmp_path / f"p{i}.npz"))
+        assert int(multi.pop("__processes__")) == 2 and int(multi.pop("__devices__")) == 2
+        single.pop("__devices__", None)
+        for k in single:
+            np.testing.assert_allclose(multi[k], single[k], rtol=1e-5, atol=1e-6, err_msg=k)

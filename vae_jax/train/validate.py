@@ -1,0 +1,123 @@
+"""Config validation before anything is compiled, and the resume-compatibility check.
+
+Each problem is reported as one ConfigError naming the field, the bad value and
+what is allowed, so the CLI can print a single line and exit non-zero.
+"""
+
+import json
+from pathlib import Path
+
+import jax
+import ml_collections
+
+# Fields that may change between a run and its resumption: how long, how often to log / evaluate.
+RESUMABLE_CHANGES = (
+    "name", "train.num_steps", "train.log_every", "train.checkpoint_every",
+    "train.keep_checkpoints", "eval.",
+)  # fmt: skip
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message says which field and what is allowed."""
+
+
+def _check(ok: bool, field: str, value, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"config.{field}={value!r} is invalid: {allowed}")
+
+
+def _one_of(config, field: str, allowed) -> None:
+    value = config
+    for part in field.split("."):
+        value = value[part]
+    _check(value in allowed, field, value, f"must be one of {list(allowed)}")
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+    """Raises ConfigError for the first invalid field of config."""
+    from vae_jax.data import BINARIZE, DATASETS
+    from vae_jax.evaluate.disentanglement import METRICS
+    from vae_jax.models import MODELS, NETWORKS
+    from vae_jax.train.state import OPTIMIZERS
+
+    _one_of(config, "model.name", sorted(MODELS))
+    _one_of(config, "model.encoder", NETWORKS)
+    _one_of(config, "model.decoder", ("", *NETWORKS))
+    _check(config.model.latent_dim > 0, "model.latent_dim", config.model.latent_dim, "must be > 0")
+    vq = config.model.vq
+    _check(vq.num_codes > 0, "model.vq.num_codes", vq.num_codes, "must be > 0")
+    _check(vq.code_dim > 0, "model.vq.code_dim", vq.code_dim, "must be > 0")
+    _check(0 < vq.decay < 1, "model.vq.decay", vq.decay, "must be in (0, 1)")
+    _check(vq.restart_threshold >= 0, "model.vq.restart_threshold", vq.restart_threshold, "must be >= 0")
+    _check(
+        vq.restart_threshold == 0 or vq.ema, "model.vq.restart_threshold", vq.restart_threshold,
+        "dead-code restart needs the EMA codebook (model.vq.ema=True) or restart_threshold=0",
+    )  # fmt: skip
+    _one_of(config, "loss.likelihood", ("bernoulli", "gaussian"))
+    for name in ("beta", "gamma", "c_max", "commitment_cost"):
+        _check(config.loss[name] >= 0, f"loss.{name}", config.loss[name], "must be >= 0")
+    _check(config.loss.anneal_steps > 0, "loss.anneal_steps", config.loss.anneal_steps, "must be > 0")
+    _one_of(config, "optim.name", sorted(OPTIMIZERS))
+    lr = config.optim.learning_rate
+    _check(lr > 0, "optim.learning_rate", lr, "must be > 0")
+    _one_of(config, "data.name", DATASETS)
+    _one_of(config, "data.binarize", BINARIZE)
+    _one_of(config, "data.source", ("auto", "local", "tfds"))
+    batch = config.train.batch_size
+    _check(batch > 0, "train.batch_size", batch, "must be > 0")
+    devices = jax.device_count()
+    _check(batch % devices == 0, "train.batch_size", batch, f"must be a multiple of the {devices} devices")
+    for name in ("num_steps", "log_every", "checkpoint_every", "keep_checkpoints"):
+        _check(config.train[name] > 0, f"train.{name}", config.train[name], "must be > 0")
+    _check(config.eval.batch_size > 0, "eval.batch_size", config.eval.batch_size, "must be > 0")
+    _check(
+        config.eval.batch_size % devices == 0, "eval.batch_size", config.eval.batch_size,
+        f"must be a multiple of the {devices} devices",
+    )  # fmt: skip
+    _one_of(config, "eval.split", ("test", "validation"))
+    for metric in config.eval.disentanglement:
+        _check(metric in METRICS, "eval.disentanglement", metric, f"each must be one of {sorted(METRICS)}")
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_differences(saved: dict, new: dict) -> list[str]:
+    """'field: saved -> new' for every field that differs (and may not change on resume)."""
+    a, b = _flatten(saved), _flatten(new)
+    diffs = []
+    for key in sorted(a.keys() | b.keys()):
+        if any(key == r or (r.endswith(".") and key.startswith(r)) for r in RESUMABLE_CHANGES):
+            continue
+        va, vb = a.get(key, "<absent>"), b.get(key, "<absent>")
+        if isinstance(va, list):
+            va = tuple(va)
+        if isinstance(vb, list):
+            vb = tuple(vb)
+        if va != vb:
+            diffs.append(f"{key}: {va!r} -> {vb!r}")
+    return diffs
+
+
+def check_resume_compatible(workdir: Path, config: ml_collections.ConfigDict, allow: bool) -> None:
+    """Refuses to resume a workdir trained with a different config unless `allow`."""
+    saved_path = Path(workdir) / "config.json"
+    if not saved_path.exists() or not (Path(workdir) / "checkpoints").exists():
+        return
+    try:
+        saved = json.loads(saved_path.read_text())
+    except json.JSONDecodeError:
+        return  # An unreadable record of the old config cannot be compared; the checkpoint decides.
+    diffs = config_differences(saved, json.loads(config.to_json_best_effort()))
+    if diffs and not allow:
+        raise ConfigError(
+            f"{workdir} holds a run with a different config ({'; '.join(diffs)}). "
+            "Use another --workdir, or pass --allow_config_change to resume with the new values."
+        )
