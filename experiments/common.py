@@ -3,13 +3,15 @@
 Presets (`--config=experiments/<name>.py:<preset>`) change the scale of a run,
 never its dataset or model: `smoke` runs in seconds (tests), `quick` in a few
 minutes on a laptop CPU with meaningful pictures, and no preset is the published
-setup sized for an accelerator.
+setup sized for an accelerator. `sweep` turns on the config's own sweep
+(`config.sweep.spec`) and combines with a scale: `:sweep`, `:quick,sweep`, `:smoke,sweep`.
 """
 
 import ml_collections
 from ml_collections import config_dict
 
-PRESETS = ("smoke", "quick", "sweep", "quick_sweep")
+SCALES = ("smoke", "quick")
+PRESETS = (*SCALES, "sweep")  # combine with a comma: `:smoke,sweep`
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -76,17 +78,37 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.num_examples = 0  # 0 = the whole eval split (ground-truth data: required)
     c.eval.split = "test"  # 'test' | 'validation'
     c.eval.disentanglement = ()  # metric names, for datasets with ground-truth factors
+
+    c.sweep = ml_collections.ConfigDict()
+    # e.g. 'loss.beta=1,4,16 * seed=0,1,2' (product) or 'loss.gamma=100,1000 | loss.c_max=10,25' (zip);
+    # empty = a single run. See vae_jax/train/sweep.py.
+    c.sweep.spec = ""
     return c
 
 
-def apply_preset(c: ml_collections.ConfigDict, name: str, preset: str | None, quick_steps: int):
-    """Names the run `name[_preset]` and shrinks c in place for `smoke` or `quick`."""
-    if preset not in (None, "") and preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; valid: {list(PRESETS)} or none")
-    c.name = f"{name}_{preset}" if preset else name
-    if not preset:
-        return c
-    if preset.endswith("smoke"):
+def parse_preset(arg: str | None) -> tuple[str | None, bool]:
+    """'quick,sweep' -> ('quick', True); raises ValueError for unknown words."""
+    words = [w for w in (arg or "").split(",") if w]
+    for w in words:
+        if w not in PRESETS:
+            raise ValueError(f"unknown preset {w!r}; valid: {list(PRESETS)}, comma-separated, or none")
+    scales = [w for w in words if w in SCALES]
+    if len(scales) > 1:
+        raise ValueError(f"preset {arg!r} names two scales; choose one of {list(SCALES)}")
+    return (scales[0] if scales else None), "sweep" in words
+
+
+def apply_preset(
+    c: ml_collections.ConfigDict, name: str, arg: str | None, quick_steps: int, sweep: str = ""
+) -> ml_collections.ConfigDict:
+    """Names the run `name[_preset]`, shrinks c for `smoke` or `quick`, sets the sweep for `sweep`."""
+    preset, with_sweep = parse_preset(arg)
+    c.name = "_".join([name, *[w for w in (arg or "").split(",") if w]])
+    if with_sweep:
+        if not sweep:
+            raise ValueError(f"{name} defines no sweep; set --config.sweep.spec instead")
+        c.sweep.spec = sweep
+    if preset == "smoke":
         c.train.num_steps = 12
         c.train.batch_size = 16
         c.train.log_every = 4
@@ -95,7 +117,7 @@ def apply_preset(c: ml_collections.ConfigDict, name: str, preset: str | None, qu
         c.eval.batch_size = 64
         c.eval.num_examples = 128
         c.data.max_train_examples = 512
-    elif preset.startswith("quick"):
+    elif preset == "quick":
         c.train.num_steps = quick_steps
         c.train.log_every = 100
         c.train.checkpoint_every = 1000

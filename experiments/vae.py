@@ -27,6 +27,6 @@ def get_config(arg: str | None = None):
     c.train.checkpoint_every = 10_000
     c.eval.every = 100_000
     common.apply_preset(c, "vae", arg, quick_steps=5000)
-    if arg == "quick":
+    if common.parse_preset(arg)[0] == "quick":
         c.train.batch_size = 100
     return c

@@ -31,6 +31,6 @@ def get_config(arg: str | None = None):
     c.train.num_steps = 250_000
     c.eval.every = 50_000
     common.apply_preset(c, "vq_vae", arg, quick_steps=2000)
-    if arg == "quick":
+    if common.parse_preset(arg)[0] == "quick":
         c.optim.learning_rate = 1e-3
     return c

@@ -61,3 +61,34 @@ def save_latent_scatter(path: str | Path, z: np.ndarray, labels: np.ndarray | No
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def save_metric_curve(path, xs, values, x_label: str, y_label: str) -> None:
+    """Mean and standard deviation (over seeds) of a metric at each swept value."""
+    means = [np.mean(v) if v else np.nan for v in values]
+    stds = [np.std(v) if v else np.nan for v in values]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3)
+    for x, v in zip(xs, values, strict=True):
+        ax.scatter([x] * len(v), v, s=8, color="gray", alpha=0.6)
+    if min(xs) > 0 and max(xs) / min(xs) > 10:
+        ax.set_xscale("log")
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    ax.set_title(f"{y_label} vs {x_label} (mean ± std over seeds)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def save_rate_distortion(path, rates, distortions, colour, colour_label: str) -> None:
+    """Rate (KL) against distortion (reconstruction NLL), one point per sweep member."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    sc = ax.scatter(rates, distortions, c=colour, cmap="viridis")
+    fig.colorbar(sc, ax=ax, label=colour_label)
+    ax.set_xlabel("rate: KL(q(z|x) || p(z)) [nats]")
+    ax.set_ylabel("distortion: -log p(x|z) [nats]")
+    ax.set_title("rate-distortion", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

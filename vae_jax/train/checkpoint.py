@@ -4,6 +4,7 @@ import logging
 from pathlib import Path
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy
 
@@ -22,9 +23,13 @@ def make_manager(workdir: str | Path, keep: int = 3, async_save: bool = True) ->
     return ocp.CheckpointManager(Path(workdir).absolute() / "checkpoints", options=options)
 
 
+def state_step(state) -> int:
+    """The step of a state; for a sweep's stacked states the furthest member's step."""
+    return int(np.max(jax.device_get(state.step)))
+
+
 def save(manager: ocp.CheckpointManager, state, force: bool = False) -> None:
-    step = int(jax.device_get(state.step))
-    manager.save(step, args=ocp.args.StandardSave(state), force=force)
+    manager.save(state_step(state), args=ocp.args.StandardSave(state), force=force)
 
 
 def abstract_like(state):
@@ -51,7 +56,7 @@ def restore_latest(manager: ocp.CheckpointManager, target):
                 step, type(e).__name__, str(e).splitlines()[0][:200] if str(e) else "",
             )  # fmt: skip
             continue
-        if int(jax.device_get(restored.step)) != step:
+        if state_step(restored) != step:
             logging.warning("Checkpoint %d holds step %s; skipping it.", step, restored.step)
             continue
         return restored

@@ -110,9 +110,15 @@ def train_and_evaluate(
     """Trains config's model, resuming from workdir's latest checkpoint; returns results.json.
 
     Raises ConfigError (before any compilation) for an invalid config, or when workdir
-    holds a run with a different config and allow_config_change is False.
+    holds a run with a different config and allow_config_change is False. With
+    config.sweep.spec set it trains the sweep (vae_jax.train.sweep) and returns
+    {"members": rows of sweep_results.csv}.
     """
     validate_config(config)
+    if config.sweep.spec:
+        from vae_jax.train.sweep import train_sweep  # sweep builds on this module
+
+        return {"members": train_sweep(config, workdir, allow_config_change)}
     workdir = Path(workdir)
     check_resume_compatible(workdir, config, allow_config_change)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -133,30 +139,17 @@ def train_and_evaluate(
     eval_step = jax.jit(make_eval_step(config.loss.likelihood, binarize), in_shardings=(repl, data_sh, repl))
     train_rng = jax.random.fold_in(jax.random.key(config.seed), 1)
     logger = MetricLogger(workdir)
-    num_steps = config.train.num_steps
-    start_step = int(jax.device_get(state.step))
-    batches = data_lib.pipeline.prefetch(dataset.batch_at, start_step)
-    t0 = time.time()
+
+    def log(step, metrics, rate):
+        _check_finite(state_box[0], metrics, step)
+        logger.log(step, "train", metrics, steps_per_sec=rate)
+
+    def run_eval(state):
+        evaluate(config, workdir, dataset, model, state, mesh, eval_step, logger)
+
+    state_box = [state]
     try:
-        with _StopRequested() as stop:
-            for step in range(start_step + 1, num_steps + 1):
-                batch = sharding.global_batch(next(batches), mesh)
-                state, metrics = train_step(state, batch, train_rng)
-                last = step == num_steps
-                if step % config.train.log_every == 0 or last or stop.signum:
-                    metrics = jax.device_get(metrics)
-                    _check_finite(state, metrics, step)
-                    rate = _progress(step, num_steps, start_step, t0, float(metrics["loss"]))
-                    logger.log(step, "train", metrics, steps_per_sec=rate)
-                if stop.signum:
-                    logging.warning("Signal %d: saving step %d and exiting.", stop.signum, step)
-                    checkpoint.save(manager, state, force=True)
-                    manager.wait_until_finished()
-                    raise SystemExit(128 + stop.signum)
-                if step % config.train.checkpoint_every == 0 and not last:
-                    checkpoint.save(manager, state)
-                if step % config.eval.every == 0 and not last:
-                    evaluate(config, workdir, dataset, model, state, mesh, eval_step, logger)
+        state = run_steps(config, state_box, train_step, train_rng, dataset, mesh, manager, log, run_eval)
         checkpoint.save(manager, state, force=True)
         manager.wait_until_finished()
         results = evaluate(config, workdir, dataset, model, state, mesh, eval_step, logger, final=True)
@@ -164,10 +157,44 @@ def train_and_evaluate(
         _atomic_write(workdir / "results.json", json.dumps(results, indent=2))
         return results
     finally:
-        batches.close()
         manager.wait_until_finished()
         manager.close()
         logger.close()
+
+
+def run_steps(config, state_box, train_step, rng, dataset, mesh, manager, log_fn, eval_fn):
+    """The training loop shared by single runs and sweeps; returns the final state.
+
+    state_box[0] always holds the current state (so log_fn can read it); the loop logs
+    every train.log_every steps, checkpoints every train.checkpoint_every, evaluates
+    every eval.every, and on SIGINT/SIGTERM saves and exits with 128 + signal.
+    """
+    num_steps = config.train.num_steps
+    start_step = checkpoint.state_step(state_box[0])
+    batches = data_lib.pipeline.prefetch(dataset.batch_at, start_step)
+    t0 = time.time()
+    try:
+        with _StopRequested() as stop:
+            for step in range(start_step + 1, num_steps + 1):
+                batch = sharding.global_batch(next(batches), mesh)
+                state_box[0], metrics = train_step(state_box[0], batch, rng)
+                last = step == num_steps
+                if step % config.train.log_every == 0 or last or stop.signum:
+                    metrics = jax.device_get(metrics)
+                    rate = _progress(step, num_steps, start_step, t0, float(np.mean(metrics["loss"])))
+                    log_fn(step, metrics, rate)
+                if stop.signum:
+                    logging.warning("Signal %d: saving step %d and exiting.", stop.signum, step)
+                    checkpoint.save(manager, state_box[0], force=True)
+                    manager.wait_until_finished()
+                    raise SystemExit(128 + stop.signum)
+                if step % config.train.checkpoint_every == 0 and not last:
+                    checkpoint.save(manager, state_box[0])
+                if step % config.eval.every == 0 and not last:
+                    eval_fn(state_box[0])
+    finally:
+        batches.close()
+    return state_box[0]
 
 
 def _check_finite(state, metrics, step: int) -> None:

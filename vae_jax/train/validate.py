@@ -77,6 +77,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _one_of(config, "eval.split", ("test", "validation"))
     for metric in config.eval.disentanglement:
         _check(metric in METRICS, "eval.disentanglement", metric, f"each must be one of {sorted(METRICS)}")
+    if config.sweep.spec:
+        from vae_jax.train.sweep import member_config, parse_sweep
+
+        for assignment in parse_sweep(config.sweep.spec, config):
+            validate_config(member_config(config, assignment))
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

@@ -1,0 +1,57 @@
+"""Subprocess worker: a 4-member vmapped sweep and each member trained alone, three steps each.
+
+  python tests/sweep_worker.py {vae|vqvae_ema} OUT.npz
+Saves member i's parameters from the sweep as `sweep/<i>/<path>` and alone as `alone/<i>/<path>`.
+"""
+
+import sys
+
+import jax
+import numpy as np
+
+from tests.dp_worker import small_config
+from vae_jax.models import build_model
+from vae_jax.train import sharding, sweep
+from vae_jax.train.state import create_train_state
+from vae_jax.train.steps import make_train_step
+
+SPECS = {"vae": "loss.beta=1,4 * seed=0,3", "vqvae_ema": "loss.commitment_cost=0.1,0.5 | seed=0,2"}
+
+
+def flat(tree, prefix):
+    leaves = jax.tree_util.tree_leaves_with_path(tree)
+    return {prefix + jax.tree_util.keystr(p): np.asarray(v) for p, v in leaves}
+
+
+def main(kind: str, out: str) -> None:
+    config = small_config(kind)
+    config.optim.learning_rate = 3e-3
+    if kind == "vqvae_ema":
+        # Few code vectors per batch: a nearest-code argmin is discontinuous, and with thousands of
+        # vectors a last-bit difference between the vmapped and the single program flips a near tie.
+        config.model.encoder, config.model.hidden, config.model.vq.num_latents = "mlp", (64,), 2
+    spec = SPECS[kind] if kind == "vae" else "loss.commitment_cost=0.1,0.5,1,2 | seed=0,2,4,6"
+    configs = [sweep.member_config(config, a) for a in sweep.parse_sweep(spec, config)]
+    model = build_model(config, (28, 28, 1))
+    mesh = sharding.make_mesh(num_sweep=sweep._sweep_axis(len(configs)))
+    images = np.random.default_rng(0).random((3, 32, 28, 28, 1)).astype(np.float32)
+    states, rngs = sweep.create_sweep_state(model, configs, (28, 28, 1))
+    members = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("sweep"))
+    states, rngs = jax.device_put(states, members), jax.device_put(rngs, members)
+    step = sweep.make_sweep_step(config, mesh)
+    for batch in images:
+        states, _ = step(states, sharding.global_batch(batch, mesh), rngs)
+    result = {"__sweep_axis__": np.array(mesh.shape["sweep"])}
+    for i, c in enumerate(configs):
+        member = jax.tree.map(lambda x, i=i: x[i], {"p": states.params, "m": states.model_state})
+        result.update(flat(member, f"sweep/{i}/"))
+        alone = create_train_state(model, c, (28, 28, 1), jax.random.fold_in(jax.random.key(c.seed), 0))
+        single = jax.jit(make_train_step(c.loss.likelihood, c.data.binarize))
+        for batch in images:
+            alone, _ = single(alone, batch, jax.random.fold_in(jax.random.key(c.seed), 1))
+        result.update(flat({"p": alone.params, "m": alone.model_state}, f"alone/{i}/"))
+    np.savez(out, **result)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
