@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from experiments.ablations import vqvae_ema_commitment
 from tests.helpers import ROOT, cli, load_config
 from vae_jax.train import ConfigError, validate_config
 from vae_jax.train.metrics_log import read_metrics
@@ -86,3 +87,29 @@ def test_sweep_preset_trains_all_members_in_one_process(tmp_path):
     assert sorted(r["member"] for r in train) == [0, 1, 2, 3]
     assert all("loss.beta" in r and "seed" in r for r in train)
     assert json.loads((workdir / "members" / "3" / "results.json").read_text())["loss.beta"] == 4
+
+
+def test_sweep_resumes_as_one_unit(tmp_path):
+    from vae_jax.train import train_and_evaluate
+
+    config = load_config("beta_vae", "smoke,sweep")
+    config.train.update(num_steps=4, checkpoint_every=2)
+    train_and_evaluate(config, tmp_path)
+    config.train.num_steps = 6  # extend the run: the stacked state resumes from step 4
+    result = train_and_evaluate(config, tmp_path)
+    assert [row["step"] for row in result["members"]] == [6, 6, 6, 6]
+    steps = sorted({r["step"] for r in read_metrics(tmp_path / "metrics.jsonl") if r["split"] == "train"})
+    assert steps == [4, 6]  # logged once per step: nothing was trained twice
+
+
+def test_structural_choices_run_as_separate_programs(tmp_path, idx_dir, tfds_dir):
+    from tests.helpers import use_local_idx
+    from vae_jax.train import train_and_evaluate
+
+    config = use_local_idx(vqvae_ema_commitment.get_config("smoke"), idx_dir, tfds_dir)
+    rows = train_and_evaluate(config, tmp_path)["members"]
+    assert len(rows) == 4 and {r["model.vq.ema"] for r in rows} == {True, False}
+    assert (tmp_path / "program_0" / "checkpoints").is_dir() and (
+        tmp_path / "program_1" / "checkpoints"
+    ).is_dir()
+    assert all("perplexity" in r for r in rows)

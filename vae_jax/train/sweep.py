@@ -40,6 +40,8 @@ SWEEPABLE = ("seed", "optim.learning_rate", *(f"loss.{k}" for k in LOSS_HPARAMS)
 
 def _parse_value(text: str) -> Any:
     text = text.strip()
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
     for cast in (int, float):
         try:
             return cast(text)

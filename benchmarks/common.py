@@ -1,0 +1,40 @@
+"""Timing helpers and the environment record shared by the benchmarks."""
+
+import platform
+import statistics
+import time
+
+import jax
+
+
+def environment() -> dict:
+    """Device and versions, recorded with every result."""
+    import flax
+    import optax
+
+    return {
+        "device": str(jax.devices()[0].device_kind),
+        "platform": jax.default_backend(),
+        "num_devices": jax.device_count(),
+        "cpu": platform.processor() or platform.machine(),
+        "jax": jax.__version__,
+        "flax": flax.__version__,
+        "optax": optax.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def median_time(fn, repeats: int = 5, iters: int = 20, warmup: int = 3) -> float:
+    """Median over `repeats` of the mean seconds per call of fn() over `iters` calls (after warm-up).
+
+    fn must block until its work is done (e.g. jax.block_until_ready).
+    """
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        times.append((time.perf_counter() - start) / iters)
+    return statistics.median(times)

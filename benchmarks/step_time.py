@@ -1,0 +1,138 @@
+"""Train-step time of every model config, the PyTorch peer, and the input pipeline's cost.
+
+  python -m benchmarks.step_time [--out benchmarks/results/step_time_cpu.json] [--no-torch]
+
+For each config: the jitted train step on a batch already on the device (median of
+repeats after warm-up) -> steps/s and images/s; then the same step fed by the
+real input pipeline (prefetch thread, host->device), whose steps/s should be
+within 5% of the in-memory figure. The PyTorch version of the dSprites beta-VAE
+(benchmarks/torch_peer.py) is timed in the same run; the ratio is reported.
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from benchmarks.common import environment, median_time
+from experiments import beta_vae, vae, vq_vae
+from vae_jax import data as data_lib
+from vae_jax.models import build_model, num_params
+from vae_jax.train import sharding
+from vae_jax.train.state import create_train_state
+from vae_jax.train.steps import make_train_step
+
+
+def _configs():
+    mlp = vae.get_config()
+    mlp.train.batch_size = 64
+    conv = vae.get_config()
+    conv.model.encoder, conv.model.channels, conv.model.dense = "conv", (32, 64), 256
+    conv.train.batch_size = 64
+    vq = vq_vae.get_config()
+    vq.train.batch_size = 64
+    return {
+        "mlp_vae_28x28": (mlp, (28, 28, 1)),
+        "conv_vae_28x28": (conv, (28, 28, 1)),
+        "beta_vae_dsprites_64x64": (beta_vae.get_config(), (64, 64, 1)),
+        "vq_vae_28x28": (vq, (28, 28, 1)),
+    }
+
+
+def time_config(config, shape) -> dict:
+    model = build_model(config, shape)
+    mesh = sharding.make_mesh()
+    repl, data = sharding.replicated(mesh), sharding.data_sharding(mesh)
+    state = jax.device_put(create_train_state(model, config, shape, jax.random.key(0)), repl)
+    step = jax.jit(make_train_step(config.loss.likelihood, config.data.binarize),
+                   in_shardings=(repl, data, repl), out_shardings=(repl, repl), donate_argnums=0)  # fmt: skip
+    batch_size = config.train.batch_size
+    rng = jax.random.key(1)
+    batch = sharding.global_batch(np.random.default_rng(0).random((batch_size, *shape), np.float32), mesh)
+    box = [state]
+
+    def steps(get_batch, n):
+        for _ in range(n):
+            box[0], metrics = step(box[0], get_batch(), rng)
+        jax.block_until_ready(metrics["loss"])
+
+    seconds = median_time(lambda: steps(lambda: batch, 1))
+    result = {
+        "params": num_params(box[0].params),
+        "batch_size": batch_size,
+        "steps_per_sec": 1 / seconds,
+        "images_per_sec": batch_size / seconds,
+    }
+    # The same step fed by the real pipeline (procedural dSprites, or an in-memory array as for
+    # MNIST-like data), in alternating blocks with the in-memory batch so both see the same machine.
+    if config.data.name == "dsprites":
+        gt = data_lib.get_ground_truth_data("dsprites")
+        batch_at = data_lib.pipeline.ground_truth_batch_fn(gt, batch_size, seed=0)
+    else:
+        images = np.random.default_rng(0).random((10_000, *shape), np.float32)
+        batch_at = data_lib.pipeline.array_batch_fn(images, batch_size, seed=0)
+    batches = data_lib.pipeline.prefetch(batch_at, 0)
+    block = max(int(0.5 / seconds), 5)  # ~0.5 s per block
+    piped, in_memory = [], []
+    for _ in range(5):
+        t = time.perf_counter()
+        steps(lambda: sharding.global_batch(next(batches), mesh), block)
+        piped.append(block / (time.perf_counter() - t))
+        t = time.perf_counter()
+        steps(lambda: batch, block)
+        in_memory.append(block / (time.perf_counter() - t))
+    batches.close()
+    result["pipeline_steps_per_sec"] = float(np.median(piped))
+    result["pipeline_vs_in_memory"] = float(np.median(piped) / np.median(in_memory))
+    return result
+
+
+def time_torch(batch_size: int = 64) -> dict:
+    import torch
+
+    from benchmarks.torch_peer import BetaVAE, make_step
+
+    torch.manual_seed(0)
+    model = BetaVAE()
+    step = make_step(model)
+    x = (torch.rand(batch_size, 1, 64, 64) > 0.9).float()
+    seconds = median_time(lambda: step(x))
+    return {
+        "params": sum(p.numel() for p in model.parameters()),
+        "steps_per_sec": 1 / seconds,
+        "images_per_sec": batch_size / seconds,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--only", default=None, help="comma-separated config names")
+    args = parser.parse_args()
+    results = {"environment": environment(), "configs": {}}
+    for name, (config, shape) in _configs().items():
+        if args.only and name not in args.only.split(","):
+            continue
+        results["configs"][name] = time_config(config, shape)
+        print(name, json.dumps(results["configs"][name]), flush=True)
+    if not args.no_torch:
+        results["torch_beta_vae_dsprites"] = time_torch()
+        jax_rate = results["configs"].get("beta_vae_dsprites_64x64", {}).get("steps_per_sec")
+        if jax_rate:
+            results["jax_over_torch"] = jax_rate / results["torch_beta_vae_dsprites"]["steps_per_sec"]
+        print("torch", json.dumps(results["torch_beta_vae_dsprites"]), flush=True)
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+
+
+if __name__ == "__main__":
+    main()
