@@ -136,3 +136,16 @@ def test_information_functions_match_references():
 def test_unknown_metric_is_rejected(dsprites):
     with pytest.raises(ValueError, match="valid"):
         dis.compute_metrics(["mig", "mgi"], dsprites, _truth(5))
+
+
+def test_baseline_representations(dsprites):
+    from vae_jax.evaluate import baselines
+
+    rng = np.random.default_rng(0)
+    images = dsprites.sample_observations_from_factors(dsprites.sample_factors(7, rng))
+    assert baselines.pca_representation(dsprites, rng, num_fit=300)(images).shape == (7, 10)
+    assert baselines.ica_representation(dsprites, rng, num_fit=300)(images).shape == (7, 10)
+    assert baselines.pixel_representation(images).shape == (7, 4096)
+    pca = baselines.pca_representation(dsprites, rng, num_fit=300)
+    score = dis.beta_vae_score(dsprites, pca, rng, num_train=50, num_eval=50, batch_size=8)
+    assert 0.0 <= score["beta_vae_score"] <= 1.0  # rendered images through a real representation_fn

@@ -79,16 +79,20 @@ def beta_vae_score(data, representation_fn, rng, num_train=10_000, num_eval=5_00
     feature = mean |z1 - z2| over the pairs (Higgins et al. 2017, Sec. 3).
     """
 
-    def points(n):
+    def points(n, chunk=64):
         k = rng.integers(0, data.num_factors, size=n)  # [n]
-        f1 = data.sample_factors(n * batch_size, rng)
-        f2 = data.sample_factors(n * batch_size, rng)
-        rows = np.arange(n * batch_size)
-        held = np.repeat(k, batch_size)
-        f2[rows, held] = f1[rows, held]
-        z1 = represent(data, representation_fn, f1, rng)
-        z2 = represent(data, representation_fn, f2, rng)
-        return np.abs(z1 - z2).reshape(n, batch_size, -1).mean(1), k
+        features = []
+        for start in range(0, n, chunk):  # chunks keep wide codes (raw pixels) in memory
+            kc = k[start : start + chunk]
+            f1 = data.sample_factors(len(kc) * batch_size, rng)
+            f2 = data.sample_factors(len(kc) * batch_size, rng)
+            rows = np.arange(len(kc) * batch_size)
+            held = np.repeat(kc, batch_size)
+            f2[rows, held] = f1[rows, held]
+            z1 = represent(data, representation_fn, f1, rng)
+            z2 = represent(data, representation_fn, f2, rng)
+            features.append(np.abs(z1 - z2).reshape(len(kc), batch_size, -1).mean(1))
+        return np.concatenate(features), k
 
     x_train, y_train = points(num_train)
     x_eval, y_eval = points(num_eval)
@@ -222,14 +226,17 @@ METRICS: dict[str, Callable] = {
 _PAIR_METRICS = ("beta_vae_score", "factor_vae_score")
 
 
-def compute_metrics(names, data, representation_fn, seed: int = 0, **protocols) -> dict[str, float]:
+def compute_metrics(
+    names, data, representation_fn, seed: int = 0, grid_cache: bool = True, **protocols
+) -> dict[str, float]:
     """Runs the named metrics, each with its own Generator(seed).
 
-    When a pair-based metric is requested the whole factor grid is encoded once
-    (GridRepresentation) and shared by all metrics; `protocols[name]` overrides a
-    metric's keywords.
+    When a pair-based metric is requested (and grid_cache is set) the whole factor
+    grid is encoded once (GridRepresentation) and shared by all metrics; turn it off
+    for very wide codes such as raw pixels. `protocols[name]` overrides a metric's keywords.
     """
-    if any(n in _PAIR_METRICS for n in names) and not hasattr(representation_fn, "of_factors"):
+    pairs = any(n in _PAIR_METRICS for n in names)
+    if grid_cache and pairs and not hasattr(representation_fn, "of_factors"):
         representation_fn = GridRepresentation(data, representation_fn)
     results = {}
     for name in names:
