@@ -78,6 +78,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.num_examples = 0  # 0 = the whole eval split (ground-truth data: required)
     c.eval.split = "test"  # 'test' | 'validation'
     c.eval.disentanglement = ()  # metric names, for datasets with ground-truth factors
+    c.eval.iwae_k = 100  # importance samples of the final L_k bound (VAEs); 0 = off
+    c.eval.iwae_num_examples = 0  # eval examples for L_k; 0 = all
 
     c.sweep = ml_collections.ConfigDict()
     # e.g. 'loss.beta=1,4,16 * seed=0,1,2' (product) or 'loss.gamma=100,1000 | loss.c_max=10,25' (zip);
@@ -117,10 +119,12 @@ def apply_preset(
         c.eval.batch_size = 64
         c.eval.num_examples = 128
         c.data.max_train_examples = 512
+        c.eval.iwae_k = 10
     elif preset == "quick":
         c.train.num_steps = quick_steps
         c.train.log_every = 100
         c.train.checkpoint_every = 1000
         c.eval.every = max(quick_steps // 2, 1)
         c.eval.num_examples = 2000
+        c.eval.iwae_num_examples = 500
     return c

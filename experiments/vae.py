@@ -26,7 +26,9 @@ def get_config(arg: str | None = None):
     c.train.log_every = 1000
     c.train.checkpoint_every = 10_000
     c.eval.every = 100_000
+    c.eval.iwae_k = 5000  # Burda et al.'s test log-likelihood estimate
     common.apply_preset(c, "vae", arg, quick_steps=5000)
     if common.parse_preset(arg)[0] == "quick":
         c.train.batch_size = 100
+        c.eval.iwae_k = 1000
     return c

@@ -13,7 +13,7 @@ from vae_jax.train import train_and_evaluate
 from vae_jax.train.metrics_log import read_metrics
 
 RESULT_KEYS = {
-    "vae": {"neg_elbo", "rec", "kl"},
+    "vae": {"neg_elbo", "rec", "kl", "iwae_nll", "iwae_k", "bits_per_dim", "active_units"},
     "ae": {"rec"},
     "vqvae": {"rec", "perplexity", "codebook_usage"},
 }
@@ -35,6 +35,8 @@ def assert_workdir_contract(workdir: Path, model_name: str):
     assert list(workdir.glob("events.out.tfevents.*"))
     results = json.loads((workdir / "results.json").read_text())
     assert RESULT_KEYS[model_name] <= results.keys()
+    if model_name == "vae":  # L_k >= L_1: the IWAE NLL is at most the negative ELBO (sampling noise aside)
+        assert results["iwae_nll"] <= results["neg_elbo"] + 1.0
     return results
 
 

@@ -14,7 +14,8 @@ from vae_jax import data as data_lib
 from vae_jax.evaluate import metrics as eval_metrics
 from vae_jax.evaluate import pictures
 from vae_jax.evaluate.ground_truth import evaluate_ground_truth
-from vae_jax.models import VQVAE, build_model
+from vae_jax.evaluate.likelihood import evaluate_iwae
+from vae_jax.models import VAE, VQVAE, build_model
 from vae_jax.train import checkpoint, sharding
 from vae_jax.train.metrics_log import MetricLogger
 from vae_jax.train.state import create_train_state
@@ -65,8 +66,8 @@ def setup(config: ml_collections.ConfigDict):
 def evaluate(config, workdir, dataset, model, state, mesh, eval_step, logger, final=False) -> dict:
     """Evaluates on the eval set, writes pictures, logs an 'eval' record; returns the summary.
 
-    Disentanglement metrics (config.eval.disentanglement) run at the final evaluation only:
-    at the default protocol they take ~1-2 minutes on a CPU.
+    The importance-weighted bound (config.eval.iwae_k samples) and disentanglement metrics
+    (config.eval.disentanglement) run at the final evaluation only: they take minutes on a CPU.
     """
     step = int(jax.device_get(state.step))
     rng = jax.random.fold_in(jax.random.key(config.seed), 2)
@@ -79,6 +80,12 @@ def evaluate(config, workdir, dataset, model, state, mesh, eval_step, logger, fi
     kl_per_dim = per_example["kl_per_dim"].mean(0) if "kl_per_dim" in per_example else None
     if kl_per_dim is not None:
         summary["active_dims_kl"] = float(np.sum(kl_per_dim > 0.01))
+    if isinstance(model, VAE) and config.eval.iwae_k > 0 and final:
+        images = dataset.eval_images[: config.eval.iwae_num_examples or None]
+        summary.update(
+            evaluate_iwae(model, state, images, config.loss.likelihood, config.eval.iwae_k,
+                          config.eval.batch_size, jax.random.fold_in(rng, 3))
+        )  # fmt: skip
     dim_labels = None
     if dataset.ground_truth is not None:
         names = list(config.eval.disentanglement) if final else []

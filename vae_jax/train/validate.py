@@ -75,6 +75,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         f"must be a multiple of the {devices} devices",
     )  # fmt: skip
     _one_of(config, "eval.split", ("test", "validation"))
+    _check(config.eval.iwae_k >= 0, "eval.iwae_k", config.eval.iwae_k, "must be >= 0 (0 = off)")
     for metric in config.eval.disentanglement:
         _check(metric in METRICS, "eval.disentanglement", metric, f"each must be one of {sorted(METRICS)}")
     if config.sweep.spec:
