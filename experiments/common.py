@@ -29,6 +29,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.validation_size = 0  # examples carved from the end of train for eval.split='validation'
     c.data.max_train_examples = 0  # 0 = all
     c.data.on_device = False  # keep the training set on the device and gather batches in-step
+    c.data.held_out_class = -1  # >= 0: drop this class from training and report its anomaly AUROC
 
     c.model = ml_collections.ConfigDict()
     c.model.name = "vae"  # 'ae' | 'vae' | 'vqvae'

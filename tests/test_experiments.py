@@ -152,3 +152,41 @@ def test_vae_quick_on_real_fashion_mnist(tmp_path):
     assert results["step"] == config.train.num_steps
     # A trained model: far below the ~543 nats of an untrained decoder (784 * log 2).
     assert results["neg_elbo"] < 320, results
+
+
+def test_on_device_data_trains_like_the_host_pipeline(tmp_path, idx_dir, tfds_dir):
+    params = []
+    for on_device in (False, True):
+        config = use_local_idx(load_config("ae", "smoke"), idx_dir, tfds_dir)
+        config.data.on_device = on_device
+        train_and_evaluate(config, tmp_path / str(on_device))
+        params.append(final_params(config, tmp_path / str(on_device)))
+    assert_same_params(*params)
+
+
+@pytest.mark.parametrize("model", ["ae", "vae"])
+def test_2d_latent_pictures(model, tmp_path, idx_dir, tfds_dir):
+    config = use_local_idx(load_config("latent2d", f"{model},smoke"), idx_dir, tfds_dir)
+    assert config.model.name == model and config.model.latent_dim == 2
+    train_and_evaluate(config, tmp_path)
+    names = {p.name for p in (tmp_path / "images").glob("*.png")}
+    assert {"latent_2d_12.png", "manifold_12.png", "interpolations_12.png"} <= names
+
+
+def test_held_out_class_anomaly_auroc(tmp_path, idx_dir, tfds_dir):
+    config = use_local_idx(load_config("anomaly", "smoke"), idx_dir, tfds_dir)
+    config.data.held_out_class = 3
+    results = train_and_evaluate(config, tmp_path)
+    for key in ("anomaly_auroc_neg_elbo", "anomaly_auroc_rec", "anomaly_auroc_iwae_nll"):
+        assert 0.0 <= results[key] <= 1.0
+
+
+def test_anomaly_auroc_is_one_for_separating_scores():
+    from vae_jax.evaluate.anomaly import held_out_class_auroc
+
+    labels = np.array([0, 1, 2, 1, 0, 2])
+    scores = {"neg_elbo": np.array([1.0, 9.0, 2.0, 8.0, 1.5, 2.5]), "rec": np.zeros(6) + np.arange(6)}
+    out = held_out_class_auroc(labels, 1, scores, log_lk=-scores["neg_elbo"])
+    assert out["anomaly_auroc_neg_elbo"] == 1.0 and out["anomaly_auroc_iwae_nll"] == 1.0
+    with pytest.raises(ValueError, match="held-out class 7"):
+        held_out_class_auroc(labels, 7, scores, None)

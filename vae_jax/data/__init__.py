@@ -65,9 +65,17 @@ def load_dataset(config: ml_collections.ConfigDict) -> Dataset:
         raise ValueError(f"data.name={cfg.name!r} is not a known dataset; valid: {list(DATASETS)}")
     splits = load_image_splits(cfg, config.eval.split)
     train = splits.train
+    if cfg.held_out_class >= 0:  # anomaly detection: train without one class
+        if splits.train_labels is None:
+            raise ValueError(f"data.held_out_class needs labels; {cfg.name} has none")
+        train = train[splits.train_labels != cfg.held_out_class]
     if cfg.get("max_train_examples"):
         train = train[: cfg.max_train_examples]
     eval_images, eval_labels = splits.eval, splits.eval_labels
+    if cfg.binarize == "dynamic":  # evaluate on one fixed stochastic binarization (Burda et al.)
+        eval_images = (np.random.default_rng(12345).random(eval_images.shape) < eval_images).astype(
+            np.float32
+        )
     if config.eval.num_examples:
         eval_images = eval_images[: config.eval.num_examples]
         eval_labels = None if eval_labels is None else eval_labels[: config.eval.num_examples]

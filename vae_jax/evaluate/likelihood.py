@@ -69,8 +69,8 @@ def active_units(posterior_means: np.ndarray, threshold: float = 0.01) -> int:
     return int(np.sum(np.var(np.asarray(posterior_means), axis=0) > threshold))
 
 
-def evaluate_iwae(model, state, images: np.ndarray, likelihood: str, k: int, batch_size: int, rng) -> dict:
-    """iwae_nll (-L_k, nats per example), iwae_k, bits_per_dim and active_units over images."""
+def iwae_per_example(model, state, images, likelihood: str, k: int, batch_size: int, rng):
+    """(L_k per example [N], posterior means [N, d]) of a VAE over images."""
     variables = {"params": state.params, **state.model_state}
     dims = int(np.prod(images.shape[1:]))
     chunk = max(1, min(k, 2**24 // (batch_size * dims)))
@@ -90,10 +90,15 @@ def evaluate_iwae(model, state, images: np.ndarray, likelihood: str, k: int, bat
         )
         values.append(np.asarray(lk))
         means.append(np.asarray(mean))
-    nll = -float(np.mean(np.concatenate(values)))
+    return np.concatenate(values), np.concatenate(means)
+
+
+def summarize_iwae(log_lk: np.ndarray, means: np.ndarray, k: int, dims: int) -> dict:
+    """iwae_nll (-L_k, nats per example), iwae_k, bits_per_dim and active_units."""
+    nll = -float(np.mean(log_lk))
     return {
         "iwae_nll": nll,
         "iwae_k": k,
         "bits_per_dim": nll / (dims * np.log(2)),
-        "active_units": active_units(np.concatenate(means)),
+        "active_units": active_units(means),
     }

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vae_jax import viz
-from vae_jax.models import VAE
+from vae_jax.models import VAE, VQVAE
 
 
 def to_image(recon: jax.Array, likelihood: str) -> jax.Array:
@@ -59,9 +59,41 @@ def traversal_rows(
     return images.reshape(len(dims), steps, *images.shape[1:])
 
 
+def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Spherical interpolation between codes a and b [d] at fractions t [S] -> [S, d]."""
+    cos = np.dot(a, b) / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12)
+    omega = np.arccos(np.clip(cos, -1.0, 1.0))
+    if omega < 1e-6:
+        return (1 - t)[:, None] * a + t[:, None] * b
+    return (np.sin((1 - t) * omega)[:, None] * a + np.sin(t * omega)[:, None] * b) / np.sin(omega)
+
+
+def interpolation_rows(model, state, x: np.ndarray, likelihood: str, steps: int = 10) -> np.ndarray:
+    """Decoded linear and spherical interpolations between encoded pairs (x[0], x[1]), (x[2], x[3]), ...
+
+    Returns [2 * pairs, steps, H, W, C]: for each pair a linear row, then a spherical one.
+    """
+    codes = encode_mean(model, state, x)
+    t = np.linspace(0.0, 1.0, steps)
+    rows = []
+    for a, b in zip(codes[0::2], codes[1::2], strict=False):
+        rows += [(1 - t)[:, None] * a + t[:, None] * b, slerp(a, b, t)]
+    z = np.concatenate(rows).astype(np.float32)
+    images = decode(model, state, jnp.asarray(z), likelihood)
+    return images.reshape(len(rows), steps, *images.shape[1:])
+
+
+def manifold_grid(model, state, likelihood: str, size: int = 15, span: float = 2.5) -> np.ndarray:
+    """Decodes a size x size grid of 2-D codes over [-span, span]^2 (the decoded manifold)."""
+    values = np.linspace(-span, span, size, dtype=np.float32)
+    z = np.stack(np.meshgrid(values, values[::-1]), -1).reshape(-1, 2)
+    return decode(model, state, jnp.asarray(z), likelihood)
+
+
 def write_pictures(
     model, state, x: np.ndarray, workdir: str | Path, step: int, likelihood: str, rng: jax.Array,
     kl_per_dim: np.ndarray | None = None, dim_labels: list[str] | None = None,
+    labels: np.ndarray | None = None, codes_x: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:  # fmt: skip
     """Writes images/<kind>_<step>.png and returns the grids (for TensorBoard)."""
     out_dir = Path(workdir) / "images"
@@ -73,6 +105,25 @@ def write_pictures(
         pairs = np.concatenate([x[:n].reshape(-1, 8, *x.shape[1:]), recon.reshape(-1, 8, *x.shape[1:])], 1)
         grids["reconstructions"] = viz.save_grid(
             out_dir / f"reconstructions_{step}.png", pairs.reshape(-1, *x.shape[1:]), 8
+        )
+    if x.ndim == 4 and len(x) >= 8 and not isinstance(model, VQVAE):
+        rows = interpolation_rows(model, state, x[:8], likelihood)
+        viz.save_labelled_rows(
+            out_dir / f"interpolations_{step}.png", rows, ["linear", "spherical"] * (len(rows) // 2),
+            title=f"interpolations between encoded test images (step {step})",
+        )  # fmt: skip
+    latent_dim = getattr(model, "latent_dim", None) or (
+        encode_mean(model, state, x[:1]).shape[-1] if not isinstance(model, VQVAE) else None
+    )
+    if latent_dim == 2 and x.ndim == 4:
+        kind = "VAE posterior means" if isinstance(model, VAE) else "AE codes"
+        all_x = x if codes_x is None else codes_x
+        viz.save_latent_scatter(
+            out_dir / f"latent_2d_{step}.png", encode_mean(model, state, all_x), labels,
+            f"{kind} of test images (step {step})",
+        )  # fmt: skip
+        grids["manifold"] = viz.save_grid(
+            out_dir / f"manifold_{step}.png", manifold_grid(model, state, likelihood), 15
         )
     if isinstance(model, VAE):
         z = jax.random.normal(rng, (64, model.latent_dim))

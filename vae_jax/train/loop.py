@@ -1,5 +1,6 @@
 """train_and_evaluate: data -> sharded jitted steps -> metrics, checkpoints, pictures, results."""
 
+import dataclasses
 import json
 import logging
 import signal
@@ -7,14 +8,14 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from vae_jax import data as data_lib
+from vae_jax.evaluate import anomaly, likelihood, pictures
 from vae_jax.evaluate import metrics as eval_metrics
-from vae_jax.evaluate import pictures
 from vae_jax.evaluate.ground_truth import evaluate_ground_truth
-from vae_jax.evaluate.likelihood import evaluate_iwae
 from vae_jax.models import VAE, VQVAE, build_model
 from vae_jax.train import checkpoint, sharding
 from vae_jax.train.metrics_log import MetricLogger
@@ -80,12 +81,19 @@ def evaluate(config, workdir, dataset, model, state, mesh, eval_step, logger, fi
     kl_per_dim = per_example["kl_per_dim"].mean(0) if "kl_per_dim" in per_example else None
     if kl_per_dim is not None:
         summary["active_dims_kl"] = float(np.sum(kl_per_dim > 0.01))
+    log_lk = None
     if isinstance(model, VAE) and config.eval.iwae_k > 0 and final:
         images = dataset.eval_images[: config.eval.iwae_num_examples or None]
-        summary.update(
-            evaluate_iwae(model, state, images, config.loss.likelihood, config.eval.iwae_k,
-                          config.eval.batch_size, jax.random.fold_in(rng, 3))
+        log_lk, means = likelihood.iwae_per_example(
+            model, state, images, config.loss.likelihood, config.eval.iwae_k,
+            config.eval.batch_size, jax.random.fold_in(rng, 3),
         )  # fmt: skip
+        dims = int(np.prod(images.shape[1:]))
+        summary.update(likelihood.summarize_iwae(log_lk, means, config.eval.iwae_k, dims))
+    if config.data.held_out_class >= 0 and dataset.eval_labels is not None:
+        summary.update(anomaly.held_out_class_auroc(
+            dataset.eval_labels, config.data.held_out_class, per_example, log_lk
+        ))  # fmt: skip
     dim_labels = None
     if dataset.ground_truth is not None:
         names = list(config.eval.disentanglement) if final else []
@@ -94,6 +102,8 @@ def evaluate(config, workdir, dataset, model, state, mesh, eval_step, logger, fi
     grids = pictures.write_pictures(
         model, state, dataset.eval_images[:64], workdir, step, config.loss.likelihood,
         jax.random.fold_in(rng, 1), kl_per_dim=kl_per_dim, dim_labels=dim_labels,
+        labels=dataset.eval_labels[:2000] if dataset.eval_labels is not None else None,
+        codes_x=dataset.eval_images[:2000],
     )  # fmt: skip
     logger.write_images(step, grids)
     logger.log(step, "eval", summary)
@@ -138,12 +148,8 @@ def train_and_evaluate(
         logging.info("Resumed from step %d in %s", int(state.step), workdir)
 
     repl, data_sh = sharding.replicated(mesh), sharding.data_sharding(mesh)
-    binarize = config.data.binarize
-    train_step = jax.jit(
-        make_train_step(config.loss.likelihood, binarize),
-        in_shardings=(repl, data_sh, repl), out_shardings=(repl, repl), donate_argnums=0,
-    )  # fmt: skip
-    eval_step = jax.jit(make_eval_step(config.loss.likelihood, binarize), in_shardings=(repl, data_sh, repl))
+    train_step, dataset = _make_train_step(config, dataset, mesh)
+    eval_step = jax.jit(make_eval_step(config.loss.likelihood), in_shardings=(repl, data_sh, repl))
     train_rng = jax.random.fold_in(jax.random.key(config.seed), 1)
     logger = MetricLogger(workdir)
 
@@ -167,6 +173,36 @@ def train_and_evaluate(
         manager.wait_until_finished()
         manager.close()
         logger.close()
+
+
+def _make_train_step(config, dataset, mesh):
+    """The jitted train step, and the dataset whose batch_at feeds it.
+
+    With data.on_device an in-memory training set is copied to the device once;
+    batch_at then yields example indices and the step gathers the images itself.
+    """
+    repl, data_sh = sharding.replicated(mesh), sharding.data_sharding(mesh)
+    inner = make_train_step(config.loss.likelihood, config.data.binarize)
+    if not (config.data.on_device and dataset.train_images is not None):
+        step = jax.jit(
+            inner, in_shardings=(repl, data_sh, repl), out_shardings=(repl, repl), donate_argnums=0
+        )
+        return step, dataset
+    images = jax.device_put(dataset.train_images, repl)
+
+    def gather_step(state, indices, rng, images):
+        return inner(state, jnp.take(images, indices, axis=0), rng)
+
+    jitted = jax.jit(
+        gather_step, in_shardings=(repl, data_sh, repl, repl), out_shardings=(repl, repl), donate_argnums=0
+    )
+    indices = np.arange(len(dataset.train_images), dtype=np.int32)
+    batch_at = data_lib.pipeline.array_batch_fn(
+        indices, config.train.batch_size, config.seed, jax.process_index(), jax.process_count()
+    )
+    return (lambda state, idx, rng: jitted(state, idx, rng, images)), dataclasses.replace(
+        dataset, batch_at=batch_at
+    )
 
 
 def run_steps(config, state_box, train_step, rng, dataset, mesh, manager, log_fn, eval_fn):
@@ -230,7 +266,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str | Path) 
         raise FileNotFoundError(f"no readable checkpoint in {workdir / 'checkpoints'}; train first")
     repl, data_sh = sharding.replicated(mesh), sharding.data_sharding(mesh)
     eval_step = jax.jit(
-        make_eval_step(config.loss.likelihood, config.data.binarize),
+        make_eval_step(config.loss.likelihood),
         in_shardings=(repl, data_sh, repl),
     )
     logger = MetricLogger(workdir)

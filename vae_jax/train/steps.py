@@ -99,12 +99,15 @@ def make_train_step(likelihood: str, binarize: str = "none") -> Callable:
     return train_step
 
 
-def make_eval_step(likelihood: str, binarize: str = "none") -> Callable:
-    """Returns eval_step(state, batch, rng) -> per-example metrics ([B] arrays)."""
+def make_eval_step(likelihood: str) -> Callable:
+    """Returns eval_step(state, batch, rng) -> per-example metrics ([B] arrays).
+
+    Eval images are used as given: a dynamically binarized dataset is evaluated on one
+    fixed binarization made when it is loaded.
+    """
 
     def eval_step(state: TrainState, batch: jax.Array, rng: jax.Array):
-        bin_rng, rng = jax.random.split(rng)
-        x = binarize_dynamic(batch, bin_rng) if binarize == "dynamic" else batch
+        x = batch
         out, _ = apply_model(state, state.params, x, rng, train=False)
         terms = per_example_terms(out, x, likelihood)
         result = {"rec": -terms["rec_ll"]}

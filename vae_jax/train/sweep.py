@@ -213,7 +213,7 @@ def _evaluate_members(configs, members, assignments, state, dataset, model, work
     mesh = sharding.make_mesh()
     repl = sharding.replicated(mesh)
     eval_step = jax.jit(
-        make_eval_step(configs[0].loss.likelihood, configs[0].data.binarize),
+        make_eval_step(configs[0].loss.likelihood),
         in_shardings=(repl, sharding.data_sharding(mesh), repl),
     )
     rows = []
