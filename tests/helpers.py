@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ("ae", "vae", "beta_vae", "vq_vae", "conv_ae", "latent2d", "anomaly")
+CONFIGS = ("ae", "vae", "beta_vae", "vq_vae", "conv_ae", "latent2d", "anomaly", "seq2seq_ae")
 
 
 def load_config(name: str, preset: str | None = None):
@@ -19,7 +19,7 @@ def load_config(name: str, preset: str | None = None):
 
 def use_local_idx(config, idx_dir, tfds_dir):
     """Points an image-dataset config at generated idx files (tests never touch the network)."""
-    if config.data.name != "dsprites":
+    if config.data.name not in ("dsprites", "sines"):
         config.data.source = "local"
         config.data.local_dir = str(idx_dir)
         config.data.data_dir = str(tfds_dir)

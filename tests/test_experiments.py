@@ -190,3 +190,12 @@ def test_anomaly_auroc_is_one_for_separating_scores():
     assert out["anomaly_auroc_neg_elbo"] == 1.0 and out["anomaly_auroc_iwae_nll"] == 1.0
     with pytest.raises(ValueError, match="held-out class 7"):
         held_out_class_auroc(labels, 7, scores, None)
+
+
+def test_seq2seq_vae_on_image_rows(tmp_path, idx_dir, tfds_dir):
+    config = load_config("seq2seq_ae", "smoke")
+    config.model.name = "vae"
+    config.data.name, config.loss.likelihood = "mnist", "bernoulli"
+    results = train_and_evaluate(use_local_idx(config, idx_dir, tfds_dir), tmp_path)
+    assert {"neg_elbo", "iwae_nll"} <= results.keys()
+    assert (tmp_path / "images" / "reconstructions_12.png").exists()

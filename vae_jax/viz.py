@@ -92,3 +92,17 @@ def save_rate_distortion(path, rates, distortions, colour, colour_label: str) ->
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def save_sequences(path, inputs: np.ndarray, recons: np.ndarray) -> None:
+    """Input (black) and reconstruction (red) of sequences [N, T, F], one panel each (first feature)."""
+    n = len(inputs)
+    fig, axes = plt.subplots(2, (n + 1) // 2, figsize=(3 * ((n + 1) // 2), 4.5), squeeze=False)
+    for ax, x, r in zip(axes.flat, inputs, recons, strict=False):
+        ax.plot(x[:, 0], color="black", lw=1.2, label="input")
+        ax.plot(r[:, 0], color="tab:red", lw=1.0, ls="--", label="reconstruction")
+        ax.set_xticks([])
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)

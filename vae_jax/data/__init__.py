@@ -8,6 +8,7 @@ import ml_collections
 import numpy as np
 
 from vae_jax.data.pipeline import array_batch_fn, ground_truth_batch_fn
+from vae_jax.data.sequences import Sines
 from vae_jax.data.sources import (
     BINARIZE,
     GROUND_TRUTH,
@@ -26,7 +27,8 @@ __all__ = [
     "load_dataset",
 ]
 
-DATASETS = (*IMAGE_DATASETS, *GROUND_TRUTH)
+SEQUENCES = {"sines": Sines}
+DATASETS = (*IMAGE_DATASETS, *GROUND_TRUTH, *SEQUENCES)
 
 
 @dataclasses.dataclass
@@ -60,6 +62,16 @@ def load_dataset(config: ml_collections.ConfigDict) -> Dataset:
             eval_labels=factors[:, 0],
             ground_truth=gt,
             eval_factors=factors,
+        )
+    if cfg.name in SEQUENCES:
+        source = SEQUENCES[cfg.name]()
+        return Dataset(
+            name=cfg.name,
+            data_shape=tuple(source.observation_shape),
+            batch_at=source.batch_fn(batch, config.seed, pid, nproc),
+            eval_images=source.sample(
+                config.eval.num_examples or 2000, np.random.default_rng([config.seed, 2**31 - 1])
+            ),
         )
     if cfg.name not in IMAGE_DATASETS:
         raise ValueError(f"data.name={cfg.name!r} is not a known dataset; valid: {list(DATASETS)}")

@@ -106,6 +106,8 @@ def write_pictures(
         grids["reconstructions"] = viz.save_grid(
             out_dir / f"reconstructions_{step}.png", pairs.reshape(-1, *x.shape[1:]), 8
         )
+    if x.ndim == 3:  # sequences [N, T, F]: input and reconstruction as curves
+        viz.save_sequences(out_dir / f"reconstructions_{step}.png", x[:8], recon[:8])
     if x.ndim == 4 and len(x) >= 8 and not isinstance(model, VQVAE):
         rows = interpolation_rows(model, state, x[:8], likelihood)
         viz.save_labelled_rows(
