@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ("ae", "vae", "beta_vae", "vq_vae", "conv_ae", "latent2d", "anomaly", "seq2seq_ae")
+CONFIGS = ("ae", "vae", "beta_vae", "vq_vae", "conv_ae", "latent2d", "anomaly", "seq2seq_ae", "ppca")
 
 
 def load_config(name: str, preset: str | None = None):

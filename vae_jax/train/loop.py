@@ -132,6 +132,10 @@ def train_and_evaluate(
     {"members": rows of sweep_results.csv}.
     """
     validate_config(config)
+    if config.model.name == "ppca":
+        from vae_jax.train.closed_form import fit_and_evaluate
+
+        return fit_and_evaluate(config, workdir)
     if config.sweep.spec:
         from vae_jax.train.sweep import train_sweep  # sweep builds on this module
 
