@@ -202,3 +202,14 @@ def test_seq2seq_vae_on_image_rows(tmp_path, idx_dir, tfds_dir):
     results = train_and_evaluate(use_local_idx(config, idx_dir, tfds_dir), tmp_path)
     assert {"neg_elbo", "iwae_nll"} <= results.keys()
     assert (tmp_path / "images" / "reconstructions_12.png").exists()
+
+
+def test_vq_prior_trains_from_a_vqvae_checkpoint_and_samples(tmp_path, idx_dir, tfds_dir):
+    vq = use_local_idx(load_config("vq_vae", "smoke"), idx_dir, tfds_dir)
+    train_and_evaluate(vq, tmp_path / "vq")
+    prior = use_local_idx(load_config("vq_prior", "smoke"), idx_dir, tfds_dir)
+    prior.prior.vqvae_workdir = str(tmp_path / "vq")
+    results = train_and_evaluate(prior, tmp_path / "prior")
+    assert 0 < results["prior_nll_bits_per_code"] < 1.5 * results["uniform_bits_per_code"]
+    assert results["prior_bits_per_dim"] > 0
+    assert (tmp_path / "prior" / "images" / "samples_12.png").exists()

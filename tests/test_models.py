@@ -118,3 +118,17 @@ def test_linear_autoencoder_spans_the_pca_subspace():
     decoder_span = np.asarray(params["decoder"]["Dense_0"]["kernel"]).T  # [d, k]
     pcs = np.linalg.svd(x, full_matrices=False)[2][:k].T  # [d, k]
     assert np.max(subspace_angles(decoder_span, pcs)) < 0.01
+
+
+def test_pixelcnn_prior_is_causal():
+    from vae_jax.models.prior import PixelCNNPrior
+
+    prior = PixelCNNPrior(num_codes=8, features=16, layers=2)
+    codes = jnp.zeros((1, 5, 5), jnp.int32)
+    params = prior.init(jax.random.key(0), codes)
+    base = prior.apply(params, codes)
+    changed = prior.apply(params, codes.at[0, 2, 2].set(5))
+    moved = np.any(np.abs(np.asarray(changed - base)) > 1e-6, axis=-1)[0]  # [5, 5]
+    # Only positions after (2, 2) in raster order may see the change.
+    order = np.arange(25).reshape(5, 5)
+    assert not moved[order <= 12].any() and moved[order > 12].any()

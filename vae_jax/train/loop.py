@@ -136,6 +136,10 @@ def train_and_evaluate(
         from vae_jax.train.closed_form import fit_and_evaluate
 
         return fit_and_evaluate(config, workdir)
+    if config.model.name == "vq_prior":
+        from vae_jax.train.prior_training import train_prior
+
+        return train_prior(config, workdir)
     if config.sweep.spec:
         from vae_jax.train.sweep import train_sweep  # sweep builds on this module
 

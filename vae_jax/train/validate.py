@@ -40,7 +40,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     from vae_jax.models import MODELS, NETWORKS
     from vae_jax.train.state import OPTIMIZERS
 
-    _one_of(config, "model.name", sorted([*MODELS, "ppca"]))
+    _one_of(config, "model.name", sorted([*MODELS, "ppca", "vq_prior"]))
     _one_of(config, "model.encoder", NETWORKS)
     _one_of(config, "model.decoder", ("", *NETWORKS))
     _check(config.model.latent_dim > 0, "model.latent_dim", config.model.latent_dim, "must be > 0")

@@ -1,0 +1,100 @@
+"""Training the autoregressive code prior of a trained VQ-VAE, from that run's checkpoint.
+
+The VQ-VAE's encoder maps every training image to its code grid once; the prior
+is trained by maximum likelihood on the grids; its test NLL goes to results.json
+in bits per code and bits per image dimension, and its samples, decoded by the
+VQ-VAE, to images/samples_<step>.png.
+"""
+
+import json
+import logging
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from vae_jax import viz
+from vae_jax.evaluate.pictures import to_image
+from vae_jax.models.prior import PixelCNNPrior, sample_codes
+from vae_jax.train import checkpoint, loop
+
+
+def _vqvae(prior_config):
+    vq_dir = Path(prior_config.prior.vqvae_workdir)
+    if not (vq_dir / "config.json").exists():
+        raise FileNotFoundError(f"prior.vqvae_workdir={vq_dir} holds no trained VQ-VAE (config.json missing)")
+    vq_config = ml_collections.ConfigDict(json.loads((vq_dir / "config.json").read_text()))
+    vq_config.data.update(prior_config.data.to_dict())  # where the data lives may differ here
+    dataset, model, _, state = loop.setup(vq_config)
+    manager = checkpoint.make_manager(vq_dir)
+    state = checkpoint.restore_latest(manager, state)
+    manager.close()
+    if state is None:
+        raise FileNotFoundError(f"no readable checkpoint in {vq_dir / 'checkpoints'}")
+    return vq_config, dataset, model, state
+
+
+def encode_codes(model, state, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    variables = {"params": state.params, **state.model_state}
+    fn = jax.jit(lambda v, x: model.apply(v, x).vq.indices)
+    return np.concatenate([np.asarray(fn(variables, jnp.asarray(images[i : i + batch_size])))
+                           for i in range(0, len(images), batch_size)])  # fmt: skip
+
+
+def train_prior(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
+    workdir = Path(workdir)
+    (workdir / "images").mkdir(parents=True, exist_ok=True)
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+    vq_config, dataset, vqvae, vq_state = _vqvae(config)
+    train_codes = encode_codes(vqvae, vq_state, dataset.train_images)
+    test_codes = encode_codes(vqvae, vq_state, dataset.eval_images)
+    if train_codes.ndim != 3:
+        raise ValueError("the code prior needs a 2-D code grid (a conv VQ-VAE)")
+    num_codes = vq_config.model.vq.num_codes
+    prior = PixelCNNPrior(num_codes, config.prior.features, config.prior.layers)
+    rng = jax.random.key(config.seed)
+    params = prior.init(rng, jnp.asarray(train_codes[:2]))
+    tx = optax.adam(config.optim.learning_rate)
+    opt_state = tx.init(params)
+
+    def nll(params, codes):  # mean nats per code
+        logits = prior.apply(params, codes)
+        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, codes))
+
+    @jax.jit
+    def step(params, opt_state, codes):
+        loss, grads = jax.value_and_grad(nll)(params, codes)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    batch = config.train.batch_size
+    for t in range(config.train.num_steps):
+        order = np.random.default_rng([config.seed, t // max(len(train_codes) // batch, 1)]).permutation(
+            len(train_codes)
+        )
+        pos = (t % max(len(train_codes) // batch, 1)) * batch
+        params, opt_state, loss = step(params, opt_state, jnp.asarray(train_codes[order[pos : pos + batch]]))
+        if (t + 1) % config.train.log_every == 0:
+            logging.info("prior step %d/%d  nll %.3f nats/code", t + 1, config.train.num_steps, float(loss))
+    eval_nll = float(np.mean([float(nll(params, jnp.asarray(test_codes[i : i + 500])))
+                              for i in range(0, len(test_codes), 500)]))  # fmt: skip
+    grid = train_codes.shape[1:]
+    codes_per_image = int(np.prod(grid))
+    image_dims = int(np.prod(dataset.data_shape))
+    results = {
+        "prior_nll_bits_per_code": eval_nll / np.log(2),
+        "prior_bits_per_dim": eval_nll * codes_per_image / (image_dims * np.log(2)),
+        "uniform_bits_per_code": float(np.log2(num_codes)),
+        "step": config.train.num_steps,
+    }
+    samples = sample_codes(prior, params, jax.random.fold_in(rng, 1), 64, grid)
+    variables = {"params": vq_state.params, **vq_state.model_state}
+    images = to_image(vqvae.apply(variables, samples, method=vqvae.decode_indices), vq_config.loss.likelihood)
+    viz.save_grid(workdir / "images" / f"samples_{config.train.num_steps}.png", np.asarray(images), 8)
+    (workdir / "results.json").write_text(json.dumps(results, indent=2))
+    with open(workdir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"step": config.train.num_steps, "split": "eval", **results}) + "\n")
+    return results
