@@ -10,8 +10,11 @@ from vae_jax.evaluate import disentanglement, information
 from vae_jax.models import VAE
 
 
-def representation_fn(model, state, batch_size: int = 2048) -> Callable[[np.ndarray], np.ndarray]:
-    """images [B, H, W, C] -> deterministic codes [B, d] (the posterior mean for a VAE)."""
+def representation_fn(model, state, batch_size: int = 128) -> Callable[[np.ndarray], np.ndarray]:
+    """images [B, H, W, C] -> deterministic codes [B, d] (the posterior mean for a VAE).
+
+    Small batches: XLA:CPU encodes ~2x faster at 128 images per call than at 2048.
+    """
     variables = {"params": state.params, **state.model_state}
 
     @jax.jit
