@@ -20,8 +20,9 @@ from vae_jax.models import build_model
 from vae_jax.train import sharding, sweep
 
 
-def measure(n: int, repeats: int, iters: int) -> dict:
+def measure(n: int, repeats: int, iters: int, vectorize: str) -> dict:
     config = beta_vae.get_config()
+    config.sweep.vectorize = vectorize
     config.sweep.spec = "loss.beta=" + ",".join(str(1.0 + i) for i in range(n))
     configs = [sweep.member_config(config, a) for a in sweep.parse_sweep(config.sweep.spec, config)]
     model = build_model(config, (64, 64, 1))
@@ -40,18 +41,20 @@ def measure(n: int, repeats: int, iters: int) -> dict:
         jax.block_until_ready(metrics["loss"])
 
     seconds = median_time(one, repeats=repeats, iters=iters, warmup=2)
-    return {"members": n, "step_seconds": seconds, "images_per_sec": n * 64 / seconds}
+    mode = sweep.vectorization(config)
+    return {"members": n, "vectorize": mode, "step_seconds": seconds, "images_per_sec": n * 64 / seconds}
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="1,4,16,64")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--vectorize", default="auto", help="auto | vmap | map")
     args = parser.parse_args()
     rows = []
     for n in [int(s) for s in args.sizes.split(",")]:
         iters = max(1, 20 // n)
-        rows.append(measure(n, repeats=3, iters=iters))
+        rows.append(measure(n, repeats=3, iters=iters, vectorize=args.vectorize))
         rows[-1]["speedup_vs_sequential"] = rows[-1]["images_per_sec"] / rows[0]["images_per_sec"]
         print(json.dumps(rows[-1]), flush=True)
     result = {"environment": environment(), "model": "beta_vae_dsprites_64x64, batch 64", "rows": rows}

@@ -86,6 +86,7 @@ def base_config() -> ml_collections.ConfigDict:
     # e.g. 'loss.beta=1,4,16 * seed=0,1,2' (product) or 'loss.gamma=100,1000 | loss.c_max=10,25' (zip);
     # empty = a single run. See vae_jax/train/sweep.py.
     c.sweep.spec = ""
+    c.sweep.vectorize = "auto"  # 'vmap' | 'map' | 'auto' (map on CPU, vmap on accelerators)
     return c
 
 

@@ -23,8 +23,9 @@ def flat(tree, prefix):
     return {prefix + jax.tree_util.keystr(p): np.asarray(v) for p, v in leaves}
 
 
-def main(kind: str, out: str) -> None:
+def main(kind: str, out: str, vectorize: str = "auto") -> None:
     config = small_config(kind)
+    config.sweep.vectorize = vectorize
     config.optim.learning_rate = 3e-3
     if kind == "vqvae_ema":
         # Few code vectors per batch: a nearest-code argmin is discontinuous, and with thousands of
@@ -54,4 +55,4 @@ def main(kind: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:])

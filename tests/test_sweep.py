@@ -44,17 +44,19 @@ def test_malformed_specs_are_rejected_before_compiling(spec, message):
         validate_config(c)
 
 
-def _run_worker(kind, devices, out):
+def _run_worker(kind, devices, out, vectorize):
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
     env["PYTHONPATH"] = str(ROOT)
-    subprocess.run([sys.executable, str(ROOT / "tests/sweep_worker.py"), kind, str(out)], env=env, check=True)
+    cmd = [sys.executable, str(ROOT / "tests/sweep_worker.py"), kind, str(out), vectorize]
+    subprocess.run(cmd, env=env, check=True)
     return dict(np.load(out))
 
 
+@pytest.mark.parametrize("vectorize", ["vmap", "map"])
 @pytest.mark.parametrize("devices", [1, 8])
 @pytest.mark.parametrize("kind", ["vae", "vqvae_ema"])
-def test_sweep_member_equals_the_same_config_trained_alone(kind, devices, tmp_path):
-    result = _run_worker(kind, devices, tmp_path / "out.npz")
+def test_sweep_member_equals_the_same_config_trained_alone(kind, devices, vectorize, tmp_path):
+    result = _run_worker(kind, devices, tmp_path / "out.npz", vectorize)
     axis = int(result.pop("__sweep_axis__"))
     assert axis == (1 if devices == 1 else 4)  # members sharded over 4 devices, batch over 2
     swept = {k[len("sweep/") :]: v for k, v in result.items() if k.startswith("sweep/")}

@@ -78,6 +78,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _check(config.eval.iwae_k >= 0, "eval.iwae_k", config.eval.iwae_k, "must be >= 0 (0 = off)")
     for metric in config.eval.disentanglement:
         _check(metric in METRICS, "eval.disentanglement", metric, f"each must be one of {sorted(METRICS)}")
+    _one_of(config, "sweep.vectorize", ("auto", "vmap", "map"))
     if config.sweep.spec:
         from vae_jax.train.sweep import member_config, parse_sweep
 
