@@ -1,8 +1,10 @@
 """Timing helpers and the environment record shared by the benchmarks."""
 
+import json
 import platform
 import statistics
 import time
+from pathlib import Path
 
 import jax
 
@@ -38,3 +40,12 @@ def median_time(fn, repeats: int = 5, iters: int = 20, warmup: int = 3) -> float
             fn()
         times.append((time.perf_counter() - start) / iters)
     return statistics.median(times)
+
+
+def write_results(result: dict, out: str | None) -> None:
+    """Prints the result as JSON and, with out, writes it there."""
+    text = json.dumps(result, indent=2)
+    print(text)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text)

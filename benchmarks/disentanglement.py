@@ -10,12 +10,11 @@ weights); with it, the latest checkpoint of that run is scored.
 import argparse
 import json
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
 
-from benchmarks.common import environment
+from benchmarks.common import environment, write_results
 from experiments import beta_vae
 from vae_jax.data import get_ground_truth_data
 from vae_jax.evaluate import baselines, disentanglement
@@ -70,11 +69,7 @@ def main():
         scores, seconds = timed(["beta_vae_score"], data, baselines.pixel_representation, grid_cache=False)
         result["pixels"] = {"scores": scores, "seconds": seconds}
         print("pixels", json.dumps(result["pixels"]), flush=True)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
+    write_results(result, args.out)
 
 
 if __name__ == "__main__":

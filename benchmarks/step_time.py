@@ -12,12 +12,11 @@ within 5% of the in-memory figure. The PyTorch version of the dSprites beta-VAE
 import argparse
 import json
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
 
-from benchmarks.common import environment, median_time
+from benchmarks.common import environment, median_time, write_results
 from experiments import beta_vae, vae, vq_vae
 from vae_jax import data as data_lib
 from vae_jax.models import build_model, num_params
@@ -127,11 +126,7 @@ def main():
         if jax_rate:
             results["jax_over_torch"] = jax_rate / results["torch_beta_vae_dsprites"]["steps_per_sec"]
         print("torch", json.dumps(results["torch_beta_vae_dsprites"]), flush=True)
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
+    write_results(results, args.out)
 
 
 if __name__ == "__main__":

@@ -9,12 +9,11 @@ over training the N members one after another with the single-model step.
 
 import argparse
 import json
-from pathlib import Path
 
 import jax
 import numpy as np
 
-from benchmarks.common import environment, median_time
+from benchmarks.common import environment, median_time, write_results
 from experiments import beta_vae
 from vae_jax.models import build_model
 from vae_jax.train import sharding, sweep
@@ -58,11 +57,7 @@ def main():
         rows[-1]["speedup_vs_sequential"] = rows[-1]["images_per_sec"] / rows[0]["images_per_sec"]
         print(json.dumps(rows[-1]), flush=True)
     result = {"environment": environment(), "model": "beta_vae_dsprites_64x64, batch 64", "rows": rows}
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
+    write_results(result, args.out)
 
 
 if __name__ == "__main__":
