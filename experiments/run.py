@@ -59,5 +59,15 @@ def main(argv):
     logging.info("Results: %s", results)
 
 
+def parse_flags(argv):
+    """absl's flag parsing, but a bad --config (e.g. an unknown preset) ends in one line."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+        print(f"error: {lines[-1] if lines else e}", file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)
