@@ -106,12 +106,3 @@ class DSprites:
         """Images [num, 64, 64, 1] as float32 in {0, 1} (rendering is deterministic)."""
         del rng
         return render_jit(factors)
-
-    def sample(self, num: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """(factors, observations) for num uniform draws."""
-        factors = self.sample_factors(num, rng)
-        return factors, self.sample_observations_from_factors(factors, rng)
-
-    def index_to_factors(self, index: np.ndarray) -> np.ndarray:
-        """Flat indices in [0, 737280) (row-major over the factor grid) to factor indices."""
-        return np.stack(np.unravel_index(np.asarray(index), self.factor_sizes), axis=1)

@@ -99,6 +99,6 @@ def summarize_iwae(log_lk: np.ndarray, means: np.ndarray, k: int, dims: int) -> 
     return {
         "iwae_nll": nll,
         "iwae_k": k,
-        "bits_per_dim": nll / (dims * np.log(2)),
+        "bits_per_dim": float(objectives.bits_per_dim(nll, dims)),
         "active_units": active_units(means),
     }

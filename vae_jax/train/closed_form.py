@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from vae_jax import data as data_lib
-from vae_jax import viz
+from vae_jax import objectives, viz
 from vae_jax.models.ppca import PPCA
 
 
@@ -32,7 +32,7 @@ def fit_and_evaluate(config, workdir: str | Path) -> dict:
         "train_log_likelihood": train_ll,
         "test_log_likelihood": test_ll,
         "test_nll": -test_ll,
-        "bits_per_dim": -test_ll / (dims * np.log(2)),
+        "bits_per_dim": float(objectives.bits_per_dim(-test_ll, dims)),
         "noise_variance": model.noise_variance,
         "pca_rec_mse": float(
             np.mean((model.pca_project(test) @ model.pca_components + model.mean - test) ** 2)
