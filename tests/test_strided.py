@@ -1,4 +1,4 @@
-"""The sub-pixel transposed convolution equals flax's ConvTranspose, values and gradients."""
+"""The matrix-product forms of the 4x4 stride-2 layers equal XLA's convolutions: values and gradients."""
 
 import flax.linen as nn
 import jax
@@ -6,28 +6,59 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vae_jax.models import ConvDecoder
-from vae_jax.models.strided import SubPixelConvTranspose
+from vae_jax.models import ConvDecoder, ConvEncoder
+from vae_jax.models.strided import StridedConv, StridedConvTranspose, resolve_impl
+
+
+def _assert_same_function(fast, plain, x):
+    """Same parameter tree, same outputs, same gradients wrt parameters and input."""
+    variables = plain.init(jax.random.key(1), x)
+    # Non-zero biases and non-default weights, so every parameter is exercised.
+    variables = jax.tree.map(lambda p: p + jax.random.normal(jax.random.key(2), p.shape), variables)
+    assert jax.tree.structure(fast.init(jax.random.key(1), x)) == jax.tree.structure(variables)
+    y = plain.apply(variables, x)
+    np.testing.assert_allclose(fast.apply(variables, x), y, rtol=1e-5, atol=1e-4)
+    w = jax.random.normal(jax.random.key(3), y.shape)
+    g_plain = jax.grad(lambda v, x: jnp.sum(plain.apply(v, x) * w), argnums=(0, 1))(variables, x)
+    g_fast = jax.grad(lambda v, x: jnp.sum(fast.apply(v, x) * w), argnums=(0, 1))(variables, x)
+    for a, b in zip(jax.tree.leaves(g_fast), jax.tree.leaves(g_plain), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+
+
+# Channel counts on both sides of the im2col threshold (C <= 4 gathers taps, more uses space-to-depth).
+CONV_CASES = [((2, 8, 8, 1), 5), ((3, 8, 6, 16), 3), ((1, 2, 2, 5), 2), ((2, 4, 4, 4), 7)]
+
+
+@pytest.mark.parametrize("shape,features", CONV_CASES)
+def test_strided_conv_equals_conv(shape, features):
+    x = jax.random.normal(jax.random.key(0), shape)
+    plain = nn.Conv(features, (4, 4), strides=2, padding="SAME")
+    _assert_same_function(StridedConv(features, "matmul"), plain, x)
+    _assert_same_function(StridedConv(features, "xla"), plain, x)
 
 
 @pytest.mark.parametrize("shape,features", [((2, 4, 4, 3), 5), ((3, 8, 6, 16), 1), ((1, 1, 1, 2), 4)])
-def test_subpixel_equals_conv_transpose(shape, features):
+def test_strided_conv_transpose_equals_conv_transpose(shape, features):
     x = jax.random.normal(jax.random.key(0), shape)
     plain = nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding="SAME")
-    variables = plain.init(jax.random.key(1), x)
-    variables = jax.tree.map(lambda p: p + jax.random.normal(jax.random.key(2), p.shape), variables)
-    sub = SubPixelConvTranspose(features)
-    assert jax.tree.structure(sub.init(jax.random.key(1), x)) == jax.tree.structure(variables)
-    np.testing.assert_allclose(sub.apply(variables, x), plain.apply(variables, x), atol=1e-5)
-    w = jax.random.normal(jax.random.key(3), plain.apply(variables, x).shape)
-    g_plain = jax.grad(lambda v, x: jnp.sum(plain.apply(v, x) * w), argnums=(0, 1))(variables, x)
-    g_sub = jax.grad(lambda v, x: jnp.sum(sub.apply(v, x) * w), argnums=(0, 1))(variables, x)
-    for a, b in zip(jax.tree.leaves(g_sub), jax.tree.leaves(g_plain), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    _assert_same_function(StridedConvTranspose(features, "matmul"), plain, x)
+    _assert_same_function(StridedConvTranspose(features, "xla"), plain, x)
 
 
-def test_decoder_forms_share_parameters_and_outputs():
+def test_dsprites_networks_equal_in_every_impl():
+    """The full dSprites encoder and decoder give the same outputs with either impl and one parameter set."""
+    x = jax.random.bernoulli(jax.random.key(0), 0.1, (2, 64, 64, 1)).astype(jnp.float32)
+    enc = {impl: ConvEncoder(20, impl=impl) for impl in ("matmul", "xla")}
+    variables = enc["xla"].init(jax.random.key(1), x)
+    np.testing.assert_allclose(enc["matmul"].apply(variables, x), enc["xla"].apply(variables, x), atol=1e-4)
     z = jax.random.normal(jax.random.key(0), (2, 10))
-    fast, plain = ConvDecoder((64, 64, 1)), ConvDecoder((64, 64, 1), subpixel=False)
-    variables = plain.init(jax.random.key(1), z)
-    np.testing.assert_allclose(fast.apply(variables, z), plain.apply(variables, z), atol=1e-4)
+    dec = {impl: ConvDecoder((64, 64, 1), impl=impl) for impl in ("matmul", "xla")}
+    variables = dec["xla"].init(jax.random.key(1), z)
+    np.testing.assert_allclose(dec["matmul"].apply(variables, z), dec["xla"].apply(variables, z), atol=1e-4)
+
+
+def test_impl_resolution():
+    assert resolve_impl("auto") == ("matmul" if jax.default_backend() == "cpu" else "xla")
+    assert resolve_impl("xla") == "xla"
+    with pytest.raises(ValueError, match="conv_impl"):
+        resolve_impl("cudnn")

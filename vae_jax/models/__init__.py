@@ -40,7 +40,7 @@ def _encoder(cfg: ml_collections.ConfigDict, out_dim: int, spatial: bool = False
     if kind == "mlp":
         return MLPEncoder(out_dim, hidden=tuple(cfg.hidden))
     if kind == "conv":
-        return ConvEncoder(out_dim, tuple(cfg.channels), cfg.kernel, cfg.dense, spatial=spatial)
+        return ConvEncoder(out_dim, tuple(cfg.channels), cfg.kernel, cfg.dense, spatial, cfg.conv_impl)
     if kind == "recurrent":
         return RecurrentEncoder(out_dim, cfg.rnn_hidden, cfg.cell)
     raise ValueError(f"model.encoder={kind!r} is not known; valid: {list(NETWORKS)}")
@@ -51,7 +51,8 @@ def _decoder(cfg: ml_collections.ConfigDict, data_shape: Sequence[int], spatial=
     if kind == "mlp":
         return MLPDecoder(tuple(data_shape), hidden=tuple(reversed(tuple(cfg.hidden))))
     if kind == "conv":
-        return ConvDecoder(tuple(data_shape), tuple(cfg.channels), cfg.kernel, cfg.dense, spatial)
+        channels = tuple(cfg.channels)
+        return ConvDecoder(tuple(data_shape), channels, cfg.kernel, cfg.dense, spatial, cfg.conv_impl)
     if kind == "recurrent":
         return RecurrentDecoder(tuple(data_shape), cfg.rnn_hidden, cfg.cell)
     raise ValueError(f"model.decoder={kind!r} is not known; valid: {list(NETWORKS)}")

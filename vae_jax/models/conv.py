@@ -4,9 +4,10 @@ With `channels=(32, 32, 64, 64)`, 4x4 kernels, stride 2 and a 256-unit dense lay
 these are the dSprites networks of disentanglement_lib (Locatello et al. 2019,
 Table 1); with `channels=(32, 64)` they fit 28x28 images (28 -> 14 -> 7).
 `spatial=True` keeps the latent as a grid [B, h, w, D] (VQ-VAE) instead of a vector.
-`subpixel=True` (the default) computes the decoder's 4x4 stride-2 transposed
-convolutions in the exactly equal sub-pixel form of `vae_jax.models.strided`,
-about 2x faster per train step on XLA:CPU; the parameters are the same either way.
+With 4x4 kernels, `impl` picks how the stride-2 layers are computed: 'matmul'
+(the exactly equal matrix-product forms of `vae_jax.models.strided`, several
+times faster on XLA:CPU), 'xla' (XLA's convolutions, for GPU/TPU) or 'auto'
+(matmul on CPU, xla elsewhere). The parameters are the same either way.
 """
 
 from collections.abc import Sequence
@@ -15,7 +16,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from vae_jax.models.strided import SubPixelConvTranspose
+from vae_jax.models.strided import StridedConv, StridedConvTranspose
 
 
 def _downsampled_size(size: int, num_layers: int) -> int:
@@ -36,16 +37,22 @@ class ConvEncoder(nn.Module):
     kernel: int = 4
     dense: int = 256
     spatial: bool = False
+    impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         for size in x.shape[1:3]:
             _downsampled_size(size, len(self.channels))
         h = x
-        for c in self.channels:
-            h = nn.relu(nn.Conv(c, (self.kernel, self.kernel), strides=2, padding="SAME")(h))
+        for i, c in enumerate(self.channels):
+            name = f"Conv_{i}"  # the same parameter tree for every impl
+            if self.kernel == 4:
+                h = StridedConv(c, self.impl, name=name)(h)
+            else:
+                h = nn.Conv(c, (self.kernel, self.kernel), strides=2, padding="SAME", name=name)(h)
+            h = nn.relu(h)
         if self.spatial:
-            return nn.Conv(self.out_dim, (1, 1))(h)  # [B, h, w, D]
+            return nn.Conv(self.out_dim, (1, 1), name=f"Conv_{len(self.channels)}")(h)  # [B, h, w, D]
         h = h.reshape(h.shape[0], -1)
         if self.dense:
             h = nn.relu(nn.Dense(self.dense)(h))
@@ -60,7 +67,7 @@ class ConvDecoder(nn.Module):
     kernel: int = 4
     dense: int = 256
     spatial: bool = False
-    subpixel: bool = True
+    impl: str = "auto"
 
     @nn.compact
     def __call__(self, z: jax.Array) -> jax.Array:
@@ -76,11 +83,10 @@ class ConvDecoder(nn.Module):
             h = nn.relu(nn.Dense(h0 * w0 * self.channels[-1])(h))
             h = h.reshape(z.shape[0], h0, w0, self.channels[-1])
         deconv_channels = [*reversed(self.channels[:-1]), out_channels]
-        subpixel = self.subpixel and self.kernel == 4
         for i, c in enumerate(deconv_channels):
-            name = f"ConvTranspose_{i}"  # the same parameter tree for both forms
-            if subpixel:
-                h = SubPixelConvTranspose(c, name=name)(h)
+            name = f"ConvTranspose_{i}"  # the same parameter tree for every impl
+            if self.kernel == 4:
+                h = StridedConvTranspose(c, self.impl, name=name)(h)
             else:
                 k = (self.kernel, self.kernel)
                 h = nn.ConvTranspose(c, k, strides=(2, 2), padding="SAME", name=name)(h)

@@ -13,7 +13,7 @@ import ml_collections
 # Fields that may change between a run and its resumption: how long, how often to log / evaluate.
 RESUMABLE_CHANGES = (
     "name", "train.num_steps", "train.log_every", "train.checkpoint_every",
-    "train.keep_checkpoints", "eval.",
+    "train.keep_checkpoints", "eval.", "model.conv_impl",
 )  # fmt: skip
 
 
@@ -38,11 +38,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     from vae_jax.data import BINARIZE, DATASETS
     from vae_jax.evaluate.disentanglement import METRICS
     from vae_jax.models import MODELS, NETWORKS
+    from vae_jax.models.strided import IMPLS
     from vae_jax.train.state import OPTIMIZERS
 
     _one_of(config, "model.name", sorted([*MODELS, "ppca", "vq_prior"]))
     _one_of(config, "model.encoder", NETWORKS)
     _one_of(config, "model.decoder", ("", *NETWORKS))
+    _one_of(config, "model.conv_impl", IMPLS)
     _check(config.model.latent_dim > 0, "model.latent_dim", config.model.latent_dim, "must be > 0")
     vq = config.model.vq
     _check(vq.num_codes > 0, "model.vq.num_codes", vq.num_codes, "must be > 0")
