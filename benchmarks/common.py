@@ -14,6 +14,8 @@ def environment() -> dict:
     import flax
     import optax
 
+    from vae_jax import _malloc
+
     return {
         "device": str(jax.devices()[0].device_kind),
         "platform": jax.default_backend(),
@@ -23,6 +25,7 @@ def environment() -> dict:
         "flax": flax.__version__,
         "optax": optax.__version__,
         "python": platform.python_version(),
+        "malloc_kept": _malloc.keep_freed_memory(),  # see vae_jax/_malloc.py
     }
 
 
