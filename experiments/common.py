@@ -57,6 +57,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.loss.log_scale = 0.0  # Gaussian log std (initial value if learned)
     c.loss.learn_scale = False
     c.loss.beta = 1.0  # KL weight; 1.0 = the ELBO
+    c.loss.beta_warmup = 0.0  # steps over which the KL weight rises from 0 to beta; 0 = off
     c.loss.gamma = 0.0  # capacity weight of Burgess et al. 2018; 0 = off
     c.loss.c_max = 0.0  # final capacity in nats
     c.loss.anneal_steps = 1.0  # steps over which C rises from 0 to c_max

@@ -81,6 +81,12 @@ def test_capacity_annealing():
     np.testing.assert_allclose(loss, 11.0 + 1000.0 * abs(4.0 - 10.0))
 
 
+def test_kl_warmup():
+    w = jax.jit(objectives.kl_weight)
+    np.testing.assert_allclose([w(s, 4.0, 1000.0) for s in (0, 250, 1000, 5000)], [0, 1, 4, 4])
+    np.testing.assert_allclose([w(s, 4.0, 0.0) for s in (0, 7)], [4, 4])  # 0 = off
+
+
 def test_reparameterized_gradient_matches_score_function_and_closed_form():
     """d/dmu E_{z~N(mu, s^2)}[sin z] = cos(mu) exp(-s^2/2); both estimators must agree with it."""
     mu, log_s = 0.7, -0.4

@@ -82,6 +82,13 @@ def capacity(step: jax.Array, c_max: jax.Array, anneal_steps: jax.Array) -> jax.
     return c_max * frac
 
 
+def kl_weight(step: jax.Array, beta: jax.Array, warmup_steps: jax.Array) -> jax.Array:
+    """beta(t): rises linearly from 0 to beta over warmup_steps (KL warm-up, Bowman et al. 2016;
+    Sonderby et al. 2016), then stays; warmup_steps = 0 gives beta from the first step."""
+    frac = jnp.where(warmup_steps > 0, jnp.clip(step / jnp.maximum(warmup_steps, 1), 0.0, 1.0), 1.0)
+    return beta * frac
+
+
 def vae_loss(
     rec_ll: jax.Array,
     kl: jax.Array,

@@ -60,8 +60,14 @@ def ground_truth_batch_fn(
     return batch_at
 
 
-def prefetch(batch_at: Callable[[int], np.ndarray], start_step: int, depth: int = 4) -> Iterator:
-    """Yields batch_at(start_step), batch_at(start_step + 1), ... computed in a background thread."""
+def prefetch(
+    batch_at: Callable[[int], np.ndarray], start_step: int, depth: int = 4, transform: Callable | None = None
+) -> Iterator:
+    """Yields batch_at(start_step), batch_at(start_step + 1), ... computed in a background thread.
+
+    `transform` (e.g. the host-to-device transfer) is applied in that thread too, so
+    the training loop only dispatches steps.
+    """
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
@@ -70,6 +76,8 @@ def prefetch(batch_at: Callable[[int], np.ndarray], start_step: int, depth: int 
         while not stop.is_set():
             try:
                 item = batch_at(step)
+                if transform is not None:
+                    item = transform(item)
             except Exception as e:  # Surface producer errors in the consumer.
                 q.put(e)
                 return

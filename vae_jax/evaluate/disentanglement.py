@@ -29,7 +29,7 @@ class GridRepresentation:
     beta-VAE score's default protocol encodes 1.92M images; dSprites has 737,280).
     """
 
-    def __init__(self, ground_truth_data, representation_fn: Callable, batch_size: int = 128):
+    def __init__(self, ground_truth_data, representation_fn: Callable, batch_size: int = 1024):
         self.data = ground_truth_data
         self.fn = representation_fn
         self.batch_size = batch_size

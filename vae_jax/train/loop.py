@@ -1,6 +1,7 @@
 """train_and_evaluate: data -> sharded jitted steps -> metrics, checkpoints, pictures, results."""
 
 import dataclasses
+import functools
 import json
 import logging
 import signal
@@ -222,12 +223,13 @@ def run_steps(config, state_box, train_step, rng, dataset, mesh, manager, log_fn
     """
     num_steps = config.train.num_steps
     start_step = checkpoint.state_step(state_box[0])
-    batches = data_lib.pipeline.prefetch(dataset.batch_at, start_step)
+    to_device = functools.partial(sharding.global_batch, mesh=mesh)
+    batches = data_lib.pipeline.prefetch(dataset.batch_at, start_step, transform=to_device)
     t0 = time.time()
     try:
         with _StopRequested() as stop:
             for step in range(start_step + 1, num_steps + 1):
-                batch = sharding.global_batch(next(batches), mesh)
+                batch = next(batches)
                 state_box[0], metrics = train_step(state_box[0], batch, rng)
                 last = step == num_steps
                 if step % config.train.log_every == 0 or last or stop.signum:

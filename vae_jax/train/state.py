@@ -12,7 +12,7 @@ from flax import struct
 
 OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw, "sgd": optax.sgd, "rmsprop": optax.rmsprop}
 # Loss hyperparameters that live in the state as float arrays, so a sweep can vmap over them.
-LOSS_HPARAMS = ("beta", "gamma", "c_max", "anneal_steps", "commitment_cost")
+LOSS_HPARAMS = ("beta", "beta_warmup", "gamma", "c_max", "anneal_steps", "commitment_cost")
 
 
 class TrainState(struct.PyTreeNode):
@@ -22,7 +22,7 @@ class TrainState(struct.PyTreeNode):
     params: Any
     opt_state: optax.OptState
     model_state: Any  # non-parameter collections, e.g. the EMA codebook ('vq')
-    hparams: dict[str, jax.Array]  # beta, gamma, c_max, anneal_steps, commitment_cost
+    hparams: dict[str, jax.Array]  # beta, beta_warmup, gamma, c_max, anneal_steps, commitment_cost
     apply_fn: Callable = struct.field(pytree_node=False)
     tx: optax.GradientTransformation = struct.field(pytree_node=False)
 

@@ -48,10 +48,10 @@ def compute_loss(out, x, hparams, step, likelihood: str, ema_codebook: bool):
     terms = per_example_terms(out, x, likelihood)
     if isinstance(out, VAEOutput):
         c = objectives.capacity(step, hparams["c_max"], hparams["anneal_steps"])
-        loss, metrics = objectives.vae_loss(
-            terms["rec_ll"], terms["kl"], hparams["beta"], hparams["gamma"], c
-        )
+        beta = objectives.kl_weight(step, hparams["beta"], hparams["beta_warmup"])
+        loss, metrics = objectives.vae_loss(terms["rec_ll"], terms["kl"], beta, hparams["gamma"], c)
         metrics["capacity"] = c
+        metrics["beta_now"] = beta
     elif isinstance(out, VQVAEOutput):
         loss, metrics = objectives.vq_loss(
             terms["rec_ll"], out.z_e, out.vq.codewords, hparams["commitment_cost"],

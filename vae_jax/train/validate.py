@@ -56,7 +56,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         "dead-code restart needs the EMA codebook (model.vq.ema=True) or restart_threshold=0",
     )  # fmt: skip
     _one_of(config, "loss.likelihood", ("bernoulli", "gaussian"))
-    for name in ("beta", "gamma", "c_max", "commitment_cost"):
+    for name in ("beta", "beta_warmup", "gamma", "c_max", "commitment_cost"):
         _check(config.loss[name] >= 0, f"loss.{name}", config.loss[name], "must be >= 0")
     _check(config.loss.anneal_steps > 0, "loss.anneal_steps", config.loss.anneal_steps, "must be > 0")
     _one_of(config, "optim.name", sorted(OPTIMIZERS))
