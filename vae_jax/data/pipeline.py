@@ -5,6 +5,7 @@ assembles the global, device-sharded array from the slices. A background
 thread keeps a few batches ready so the input never stalls the step.
 """
 
+import functools
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -12,9 +13,17 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 
+@functools.lru_cache(maxsize=4)
+def _cached_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
+    order = np.random.default_rng([seed, epoch]).permutation(num_examples)
+    order.setflags(write=False)
+    return order
+
+
 def epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
-    """The example order of one epoch: a function of (seed, epoch) only."""
-    return np.random.default_rng([seed, epoch]).permutation(num_examples)
+    """The example order of one epoch: a function of (seed, epoch) only. Cached: every batch of
+    an epoch reads it, and drawing a 60,000-permutation per batch cost more than a small step."""
+    return _cached_permutation(num_examples, seed, epoch)
 
 
 def global_batch_indices(num_examples: int, batch_size: int, seed: int, step: int) -> np.ndarray:
