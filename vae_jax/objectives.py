@@ -9,7 +9,6 @@ Beta is applied in exactly one place, `vae_loss`.
 
 import jax
 import jax.numpy as jnp
-import optax
 
 Metrics = dict[str, jax.Array]
 _LOG_2PI = jnp.log(2.0 * jnp.pi)
@@ -31,7 +30,8 @@ def bernoulli_log_likelihood(logits: jax.Array, x: jax.Array) -> jax.Array:
     """
     if logits.shape != x.shape:
         raise ValueError(f"logits shape {logits.shape} != data shape {x.shape}")
-    return -_sum_except_batch(optax.sigmoid_binary_cross_entropy(logits, x))
+    # x log s(l) + (1 - x) log s(-l) = x l - softplus(l): one softplus instead of two log-sigmoids.
+    return _sum_except_batch(x * logits - jax.nn.softplus(logits))
 
 
 def gaussian_log_likelihood(mean: jax.Array, x: jax.Array, log_scale: jax.Array) -> jax.Array:
