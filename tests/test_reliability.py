@@ -108,6 +108,16 @@ def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path, caplog):
     assert train_and_evaluate(config, workdir)["step"] == 10
 
 
+def test_no_readable_checkpoint_stops_instead_of_starting_over(tmp_path):
+    config, workdir = _smoke(tmp_path, num_steps=8, checkpoint_every=4)
+    train_and_evaluate(config, workdir)
+    for step in ("4", "8"):
+        assert _truncate_files(workdir / "checkpoints" / step) > 0
+    with pytest.raises(checkpoint.UnreadableCheckpointsError, match="use a new --workdir"):
+        train_and_evaluate(config, workdir)
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()) == ["4", "8"]
+
+
 def test_non_finite_loss_stops_with_step_and_metric_and_keeps_good_checkpoint(tmp_path, monkeypatch):
     config, workdir = _smoke(tmp_path, num_steps=12, checkpoint_every=4, log_every=1)
     real_load = data_lib.load_dataset

@@ -9,6 +9,10 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy
 
 
+class UnreadableCheckpointsError(ValueError):
+    """A workdir has checkpoints, but none can be restored into the run's state."""
+
+
 def make_manager(workdir: str | Path, keep: int = 3, async_save: bool = True) -> ocp.CheckpointManager:
     """A CheckpointManager on workdir/checkpoints keeping the latest `keep` steps.
 
@@ -44,7 +48,10 @@ def restore_latest(manager: ocp.CheckpointManager, target):
     """Restores the newest readable checkpoint into `target`'s structure; None if there is none.
 
     A checkpoint that fails to restore (truncated or corrupt files) is skipped with
-    a warning and the previous one is tried; it is never used.
+    a warning and the previous one is tried; it is never used. If checkpoints exist
+    but none restores (all damaged, or written for a different state structure),
+    UnreadableCheckpointsError is raised instead of starting over, so a rerun can
+    never overwrite or prune what was trained.
     """
     abstract = abstract_like(target)
     for step in sorted(manager.all_steps(), reverse=True):
@@ -60,4 +67,11 @@ def restore_latest(manager: ocp.CheckpointManager, target):
             logging.warning("Checkpoint %d holds step %s; skipping it.", step, restored.step)
             continue
         return restored
+    if manager.all_steps():
+        raise UnreadableCheckpointsError(
+            f"none of the checkpoints in {manager.directory} (steps {sorted(manager.all_steps())}) "
+            "could be restored into this run's state (damaged files, or saved by a different "
+            "model/config or code version; the warnings above say why): use a new --workdir, "
+            "or move the checkpoints aside to start over"
+        )
     return None
