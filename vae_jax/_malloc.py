@@ -10,11 +10,12 @@ looked different from a Python loop of jitted steps.
 
 On import, vae_jax therefore sets one malloc arena, no mmap allocations and no
 trimming (mallopt; the runtime form of MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0
-MALLOC_TRIM_THRESHOLD_=...): 0 faults per step afterwards. Measured in one run of
-benchmarks/step_time.py on the 2-core CPU: the 64x64 beta-VAE step 16.6 -> 25.1
-steps/s; the small 28x28 steps, which allocate little, lose ~20% to the single
-arena's lock (MLP VAE 432 -> 306, conv VAE 84 -> 67 steps/s). Set
-VAE_JAX_MALLOC=system before the first import to keep glibc's defaults.
+MALLOC_TRIM_THRESHOLD_=...): 0 faults per step afterwards. Measured with
+benchmarks/step_time.py on the 2-core CPU, glibc defaults vs these settings in
+back-to-back runs: the 64x64 beta-VAE step 16.6 -> 22-25 steps/s; the small 28x28
+steps, which allocate little, lose 5-30% to the single arena (MLP VAE 432 ->
+306-405, conv VAE 84 -> 67-70 steps/s). Set VAE_JAX_MALLOC=system before the
+first import to keep glibc's defaults.
 """
 
 import ctypes

@@ -235,35 +235,37 @@ def conv_transpose_4x4_s2(x: jax.Array, kernel: jax.Array) -> jax.Array:
     return _col2im(jnp.einsum("bhwc,ijco->bhwijo", x, kernel[::-1, ::-1]))
 
 
-class StridedConv(nn.Module):
+def _xla_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    return lax.conv_general_dilated(x, kernel, (2, 2), "SAME", dimension_numbers=_NHWC)
+
+
+def _xla_conv_transpose(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    return lax.conv_transpose(x, kernel, (2, 2), "SAME", dimension_numbers=_NHWC)
+
+
+class _Strided4x4(nn.Module):
+    """A 4x4 stride-2 layer with the parameters of the flax layer it stands for (kernel, bias)."""
+
+    features: int
+    impl: str = "auto"
+    # (XLA form, matrix-product form) of the layer, set by each subclass.
+    FORMS = (None, None)
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (4, 4, x.shape[-1], self.features))
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        xla_form, matmul_form = type(self).FORMS
+        return (xla_form if resolve_impl(self.impl) == "xla" else matmul_form)(x, kernel) + bias
+
+
+class StridedConv(_Strided4x4):
     """`nn.Conv(features, (4, 4), strides=2, padding='SAME')` (even sizes), same parameters."""
 
-    features: int
-    impl: str = "auto"
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), (4, 4, x.shape[-1], self.features))
-        bias = self.param("bias", nn.initializers.zeros, (self.features,))
-        if resolve_impl(self.impl) == "xla":
-            y = lax.conv_general_dilated(x, kernel, (2, 2), "SAME", dimension_numbers=_NHWC)
-        else:
-            y = conv_4x4_s2(x, kernel)
-        return y + bias
+    FORMS = (_xla_conv, conv_4x4_s2)
 
 
-class StridedConvTranspose(nn.Module):
+class StridedConvTranspose(_Strided4x4):
     """`nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding='SAME')`, same parameters."""
 
-    features: int
-    impl: str = "auto"
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), (4, 4, x.shape[-1], self.features))
-        bias = self.param("bias", nn.initializers.zeros, (self.features,))
-        if resolve_impl(self.impl) == "xla":
-            y = lax.conv_transpose(x, kernel, (2, 2), "SAME", dimension_numbers=_NHWC)
-        else:
-            y = conv_transpose_4x4_s2(x, kernel)
-        return y + bias
+    FORMS = (_xla_conv_transpose, conv_transpose_4x4_s2)

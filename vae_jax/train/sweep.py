@@ -5,7 +5,7 @@
 (9 members) or `loss.gamma=100,1000 | loss.c_max=10,25` (2 members).
 Numeric hyperparameters (SWEEPABLE) enter the train step as arrays, so all
 members that differ only in them train as one jitted program: the step is
-vmapped (or, on CPU, lax.map-ped; see `vectorization`) over a member axis that
+vmapped (or, on CPU, unrolled member by member; see `vectorization`) over a member axis that
 is sharded on the mesh's `sweep` axis, with the batch sharded on `data`.
 Members that differ in anything else (latent size, architecture, dataset) form
 separate programs, run one after another.
