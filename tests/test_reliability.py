@@ -29,6 +29,8 @@ from vae_jax.train.metrics_log import MetricLogger, read_metrics
         ("optim.name", "adamm", "config.optim.name='adamm'"),
         ("eval.disentanglement", ("mig", "mgi"), "config.eval.disentanglement='mgi'"),
         ("model.vq.decay", 1.5, "config.model.vq.decay=1.5 is invalid: must be in (0, 1)"),
+        ("model.conv_impl", "cudnn", "config.model.conv_impl='cudnn' is invalid: must be one of"),
+        ("loss.beta_warmup", -10.0, "config.loss.beta_warmup=-10.0 is invalid: must be >= 0"),
     ],
 )
 def test_invalid_config_values_name_field_value_and_rule(field, value, expect):
