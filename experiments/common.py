@@ -28,7 +28,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.binarize = "none"  # 'none' | 'threshold' | 'dynamic' (resampled at every use)
     c.data.validation_size = 0  # examples carved from the end of train for eval.split='validation'
     c.data.max_train_examples = 0  # 0 = all
-    c.data.on_device = False  # keep the training set on the device and gather batches in-step
+    c.data.on_device = True  # in-memory datasets: keep the training set on the device, gather in-step
     c.data.held_out_class = -1  # >= 0: drop this class from training and report its anomaly AUROC
 
     c.model = ml_collections.ConfigDict()

@@ -162,6 +162,7 @@ def test_on_device_data_trains_like_the_host_pipeline(tmp_path, idx_dir, tfds_di
     for on_device in (False, True):
         config = use_local_idx(load_config("ae", "smoke"), idx_dir, tfds_dir)
         config.data.on_device = on_device
+        config.train.num_steps = 40  # 300 examples / batch 16: crosses two epoch boundaries
         train_and_evaluate(config, tmp_path / str(on_device))
         params.append(final_params(config, tmp_path / str(on_device)))
     assert_same_params(*params)

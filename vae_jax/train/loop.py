@@ -2,10 +2,12 @@
 
 import dataclasses
 import functools
+import itertools
 import json
 import logging
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import jax
@@ -157,7 +159,7 @@ def train_and_evaluate(
         logging.info("Resumed from step %d in %s", int(state.step), workdir)
 
     repl, data_sh = sharding.replicated(mesh), sharding.data_sharding(mesh)
-    train_step, dataset = _make_train_step(config, dataset, mesh)
+    train_step, dataset = jitted_train_step(config, dataset, mesh)
     eval_step = jax.jit(make_eval_step(config.loss.likelihood), in_shardings=(repl, data_sh, repl))
     train_rng = jax.random.fold_in(jax.random.key(config.seed), 1)
     logger = MetricLogger(workdir)
@@ -184,11 +186,14 @@ def train_and_evaluate(
         logger.close()
 
 
-def _make_train_step(config, dataset, mesh):
-    """The jitted train step, and the dataset whose batch_at feeds it.
+def jitted_train_step(config, dataset, mesh):
+    """The jitted train step, and the dataset whose batches feed it.
 
-    With data.on_device an in-memory training set is copied to the device once;
-    batch_at then yields example indices and the step gathers the images itself.
+    With data.on_device an in-memory training set is copied to the device once, and so
+    is each epoch's example order; the step reads its batch's indices out of that order at
+    its own state.step and gathers the images itself. Nothing crosses from the host per
+    step (the host pipeline's transfer and thread cost ~7% of a 2 ms MLP step on CPU).
+    The batches are the same as the host pipeline's (`global_batch_indices`).
     """
     repl, data_sh = sharding.replicated(mesh), sharding.data_sharding(mesh)
     inner = make_train_step(config.loss.likelihood, config.data.binarize)
@@ -198,20 +203,42 @@ def _make_train_step(config, dataset, mesh):
         )
         return step, dataset
     images = jax.device_put(dataset.train_images, repl)
+    num_examples, batch_size = len(dataset.train_images), config.train.batch_size
+    steps_per_epoch = num_examples // batch_size
+    data_lib.pipeline.global_batch_indices(num_examples, batch_size, config.seed, 0)  # checks the sizes
 
-    def gather_step(state, indices, rng, images):
-        return inner(state, jnp.take(images, indices, axis=0), rng)
+    def gather_step(state, order, rng, images):
+        start = (state.step % steps_per_epoch) * batch_size
+        indices = jax.lax.dynamic_slice_in_dim(order, start, batch_size)
+        batch = jax.lax.with_sharding_constraint(jnp.take(images, indices, axis=0), data_sh)
+        return inner(state, batch, rng)
 
     jitted = jax.jit(
-        gather_step, in_shardings=(repl, data_sh, repl, repl), out_shardings=(repl, repl), donate_argnums=0
+        gather_step, in_shardings=(repl, repl, repl, repl), out_shardings=(repl, repl), donate_argnums=0
     )
-    indices = np.arange(len(dataset.train_images), dtype=np.int32)
-    batch_at = data_lib.pipeline.array_batch_fn(
-        indices, config.train.batch_size, config.seed, jax.process_index(), jax.process_count()
+
+    def epoch_orders(start_step: int) -> Iterator[jax.Array]:
+        """Per step, the device copy of its epoch's example order (one transfer per epoch)."""
+        epoch, order = None, None
+        for step in itertools.count(start_step):
+            if step // steps_per_epoch != epoch:
+                epoch = step // steps_per_epoch
+                perm = data_lib.pipeline.epoch_permutation(num_examples, config.seed, epoch)
+                order = jax.device_put(perm.astype(np.int32), repl)
+            yield order
+
+    return (lambda state, order, rng: jitted(state, order, rng, images)), dataclasses.replace(
+        dataset, device_batches=epoch_orders
     )
-    return (lambda state, idx, rng: jitted(state, idx, rng, images)), dataclasses.replace(
-        dataset, batch_at=batch_at
-    )
+
+
+def batch_stream(dataset, start_step: int, mesh) -> Iterator:
+    """The train step's per-step input from start_step on: device batches from the prefetch
+    thread, or, with data.on_device (`jitted_train_step`), what the gathering step reads."""
+    if dataset.device_batches is not None:
+        return dataset.device_batches(start_step)
+    to_device = functools.partial(sharding.global_batch, mesh=mesh)
+    return data_lib.pipeline.prefetch(dataset.batch_at, start_step, transform=to_device)
 
 
 def run_steps(config, state_box, train_step, rng, dataset, mesh, manager, log_fn, eval_fn):
@@ -223,8 +250,7 @@ def run_steps(config, state_box, train_step, rng, dataset, mesh, manager, log_fn
     """
     num_steps = config.train.num_steps
     start_step = checkpoint.state_step(state_box[0])
-    to_device = functools.partial(sharding.global_batch, mesh=mesh)
-    batches = data_lib.pipeline.prefetch(dataset.batch_at, start_step, transform=to_device)
+    batches = batch_stream(dataset, start_step, mesh)
     t0 = time.time()
     try:
         with _StopRequested() as stop:
