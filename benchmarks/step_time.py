@@ -92,7 +92,7 @@ def time_config(config, shape) -> dict:
         piped_state = jax.device_put(create_train_state(model, config, shape, jax.random.key(0)), repl)
         batches = loop.batch_stream(ds, 0, mesh)
         piped, in_memory = [], []
-        for _ in range(6):
+        for _ in range(10):
             t = time.perf_counter()
             for _ in range(block):
                 piped_state, m = piped_step(piped_state, next(batches), rng)
