@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from vae_jax.models import ConvDecoder, ConvEncoder
-from vae_jax.models.strided import StridedConv, StridedConvTranspose, resolve_impl
+from vae_jax.models.strided import ConvSame, StridedConv, StridedConvTranspose, resolve_impl
 
 
 def _assert_same_function(fast, plain, x):
@@ -43,6 +43,29 @@ def test_strided_conv_transpose_equals_conv_transpose(shape, features):
     plain = nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding="SAME")
     _assert_same_function(StridedConvTranspose(features, "matmul"), plain, x)
     _assert_same_function(StridedConvTranspose(features, "xla"), plain, x)
+
+
+@pytest.mark.parametrize("kernel,shape,features", [((1, 1), (2, 7, 7, 6), 4), ((3, 3), (2, 7, 5, 3), 8)])
+def test_conv_same_equals_conv(kernel, shape, features):
+    x = jax.random.normal(jax.random.key(0), shape)
+    plain = nn.Conv(features, kernel)
+    _assert_same_function(ConvSame(features, kernel, "matmul"), plain, x)
+    _assert_same_function(ConvSame(features, kernel, "xla"), plain, x)
+
+
+def test_vq_vae_networks_equal_in_every_impl():
+    """The spatial (VQ-VAE) encoder and decoder, with their 1x1 and 3x3 layers, in both impls."""
+    x = jax.random.uniform(jax.random.key(0), (2, 28, 28, 1))
+    enc = {impl: ConvEncoder(16, channels=(32, 64), spatial=True, impl=impl) for impl in ("matmul", "xla")}
+    variables = enc["xla"].init(jax.random.key(1), x)
+    np.testing.assert_allclose(enc["matmul"].apply(variables, x), enc["xla"].apply(variables, x), atol=1e-4)
+    z = jax.random.normal(jax.random.key(0), (2, 7, 7, 16))
+    dec = {
+        impl: ConvDecoder((28, 28, 1), channels=(32, 64), spatial=True, impl=impl)
+        for impl in ("matmul", "xla")
+    }
+    variables = dec["xla"].init(jax.random.key(1), z)
+    np.testing.assert_allclose(dec["matmul"].apply(variables, z), dec["xla"].apply(variables, z), atol=1e-4)
 
 
 def test_dsprites_networks_equal_in_every_impl():

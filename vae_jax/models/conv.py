@@ -4,10 +4,11 @@ With `channels=(32, 32, 64, 64)`, 4x4 kernels, stride 2 and a 256-unit dense lay
 these are the dSprites networks of disentanglement_lib (Locatello et al. 2019,
 Table 1); with `channels=(32, 64)` they fit 28x28 images (28 -> 14 -> 7).
 `spatial=True` keeps the latent as a grid [B, h, w, D] (VQ-VAE) instead of a vector.
-With 4x4 kernels, `impl` picks how the stride-2 layers are computed: 'matmul'
-(the exactly equal matrix-product forms of `vae_jax.models.strided`, several
-times faster on XLA:CPU), 'xla' (XLA's convolutions, for GPU/TPU) or 'auto'
-(matmul on CPU, xla elsewhere). The parameters are the same either way.
+With 4x4 kernels, `impl` picks how the stride-2 layers (and the spatial
+latent's 1x1 and 3x3 layers) are computed: 'matmul' (the exactly equal
+matrix-product forms of `vae_jax.models.strided`, several times faster on
+XLA:CPU), 'xla' (XLA's convolutions, for GPU/TPU) or 'auto' (matmul on CPU,
+xla elsewhere). The parameters are the same either way.
 """
 
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from vae_jax.models.strided import StridedConv, StridedConvTranspose
+from vae_jax.models.strided import ConvSame, StridedConv, StridedConvTranspose
 
 
 def _downsampled_size(size: int, num_layers: int) -> int:
@@ -52,7 +53,8 @@ class ConvEncoder(nn.Module):
                 h = nn.Conv(c, (self.kernel, self.kernel), strides=2, padding="SAME", name=name)(h)
             h = nn.relu(h)
         if self.spatial:
-            return nn.Conv(self.out_dim, (1, 1), name=f"Conv_{len(self.channels)}")(h)  # [B, h, w, D]
+            name = f"Conv_{len(self.channels)}"
+            return ConvSame(self.out_dim, (1, 1), self.impl, name=name)(h)  # [B, h, w, D]
         h = h.reshape(h.shape[0], -1)
         if self.dense:
             h = nn.relu(nn.Dense(self.dense)(h))
@@ -75,7 +77,7 @@ class ConvDecoder(nn.Module):
         n = len(self.channels)
         h0, w0 = _downsampled_size(height, n), _downsampled_size(width, n)
         if self.spatial:  # z: [B, h0, w0, D]
-            h = nn.relu(nn.Conv(self.channels[-1], (3, 3))(z))
+            h = nn.relu(ConvSame(self.channels[-1], (3, 3), self.impl, name="Conv_0")(z))
         else:  # z: [B, d]
             h = z
             if self.dense:

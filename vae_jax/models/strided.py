@@ -269,3 +269,39 @@ class StridedConvTranspose(_Strided4x4):
     """`nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding='SAME')`, same parameters."""
 
     FORMS = (_xla_conv_transpose, conv_transpose_4x4_s2)
+
+
+def conv_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """A stride-1 'SAME' convolution (odd kernel, NHWC/HWIO) as one product: the kh*kw taps are
+    gathered side by side (im2col), `[B*H*W, kh*kw*C] @ [kh*kw*C, O]`; a 1x1 kernel is a plain
+    product over channels. Used for the VQ-VAE's small spatial layers (1x1 and 3x3 on 7x7 grids),
+    whose gradients XLA:CPU leaves to its generic convolution inside loops (`lax.scan`)."""
+    kh, kw, c, o = kernel.shape
+    if kh % 2 == 0 or kw % 2 == 0:
+        raise ValueError(f"conv_same needs an odd kernel, got {kh}x{kw}")
+    if (kh, kw) == (1, 1):
+        return _mm(x, kernel.reshape(c, o))
+    b, h, w, _ = x.shape
+    xp = jnp.pad(x, ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)))
+    taps = [xp[:, i : i + h, j : j + w] for i in range(kh) for j in range(kw)]
+    return _mm(jnp.concatenate(taps, axis=-1), kernel.reshape(kh * kw * c, o))
+
+
+class ConvSame(nn.Module):
+    """`nn.Conv(features, kernel_size)` (stride 1, 'SAME', odd kernel) with the same parameters;
+    `impl` as for the stride-2 layers ('matmul': `conv_same`; 'xla': XLA's convolution)."""
+
+    features: int
+    kernel_size: tuple[int, int] = (3, 3)
+    impl: str = "auto"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        shape = (*self.kernel_size, x.shape[-1], self.features)
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), shape)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        if resolve_impl(self.impl) == "xla":
+            y = lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=_NHWC)
+        else:
+            y = conv_same(x, kernel)
+        return y + bias
