@@ -4,6 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: venv run test lint bench
+NATIVE := vae_jax/native/libvae_onednn.so
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -11,19 +12,24 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-venv: $(STAMP)
+# The oneDNN convolution kernels (needs g++ and libdnnl-dev); without them the CPU
+# step uses the matrix-product form, which is slower but computes the same function.
+$(NATIVE): vae_jax/native/onednn_conv.cc $(STAMP)
+	$(PY) -m vae_jax.native || echo "make: continuing without the oneDNN kernels"
+
+venv: $(STAMP) $(NATIVE)
 
 # The main job: the quick beta-VAE on procedural dSprites (offline, CPU, < 10 min).
-run: $(STAMP)
+run: venv
 	$(PY) -m experiments.run --config=experiments/beta_vae.py:quick
 
-lint: $(STAMP)
+lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
 test: lint
 	$(PY) -m pytest -n 2 -q tests
 
-bench: $(STAMP)
+bench: venv
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m benchmarks.step_time

@@ -39,7 +39,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.hidden = (512, 256)  # MLP widths (the decoder mirrors them)
     c.model.channels = (32, 64)  # conv channels, one stride-2 layer each
     c.model.kernel = 4
-    c.model.conv_impl = "auto"  # 4x4 stride-2 layers: 'matmul' (fast on CPU) | 'xla' | 'auto' (by backend)
+    # 4x4 stride-2 layers: 'onednn' (CPU, built by `python -m vae_jax.native`) | 'matmul' (CPU) | 'xla'
+    # | 'auto' (onednn, else matmul, on CPU; xla on GPU/TPU).
+    c.model.conv_impl = "auto"
     c.model.dense = 256
     c.model.rnn_hidden = 256
     c.model.cell = "lstm"  # 'lstm' | 'gru'

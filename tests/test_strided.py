@@ -1,4 +1,5 @@
-"""The matrix-product forms of the 4x4 stride-2 layers equal XLA's convolutions: values and gradients."""
+"""The matrix-product (and, where built, oneDNN) forms of the 4x4 stride-2 layers equal XLA's
+convolutions: values and gradients."""
 
 import flax.linen as nn
 import jax
@@ -6,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vae_jax.models import ConvDecoder, ConvEncoder
+from vae_jax.models import ConvDecoder, ConvEncoder, onednn
 from vae_jax.models.strided import ConvSame, StridedConv, StridedConvTranspose, resolve_impl
 
 
@@ -25,6 +26,11 @@ def _assert_same_function(fast, plain, x):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
 
 
+# The CPU forms tested against XLA's layers: oneDNN's where its kernels are built (tests/test_onednn.py
+# makes CI require them).
+FAST_IMPLS = ("matmul", "onednn") if onednn.available() else ("matmul",)
+IMPLS = (*FAST_IMPLS, "xla")
+
 # Channel counts on both sides of the im2col threshold (C <= 4 gathers taps, more uses space-to-depth).
 CONV_CASES = [((2, 8, 8, 1), 5), ((3, 8, 6, 16), 3), ((1, 2, 2, 5), 2), ((2, 4, 4, 4), 7)]
 
@@ -33,16 +39,16 @@ CONV_CASES = [((2, 8, 8, 1), 5), ((3, 8, 6, 16), 3), ((1, 2, 2, 5), 2), ((2, 4, 
 def test_strided_conv_equals_conv(shape, features):
     x = jax.random.normal(jax.random.key(0), shape)
     plain = nn.Conv(features, (4, 4), strides=2, padding="SAME")
-    _assert_same_function(StridedConv(features, "matmul"), plain, x)
-    _assert_same_function(StridedConv(features, "xla"), plain, x)
+    for impl in IMPLS:
+        _assert_same_function(StridedConv(features, impl), plain, x)
 
 
 @pytest.mark.parametrize("shape,features", [((2, 4, 4, 3), 5), ((3, 8, 6, 16), 1), ((1, 1, 1, 2), 4)])
 def test_strided_conv_transpose_equals_conv_transpose(shape, features):
     x = jax.random.normal(jax.random.key(0), shape)
     plain = nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding="SAME")
-    _assert_same_function(StridedConvTranspose(features, "matmul"), plain, x)
-    _assert_same_function(StridedConvTranspose(features, "xla"), plain, x)
+    for impl in IMPLS:
+        _assert_same_function(StridedConvTranspose(features, impl), plain, x)
 
 
 @pytest.mark.parametrize("kernel,shape,features", [((1, 1), (2, 7, 7, 6), 4), ((3, 3), (2, 7, 5, 3), 8)])
@@ -56,32 +62,34 @@ def test_conv_same_equals_conv(kernel, shape, features):
 def test_vq_vae_networks_equal_in_every_impl():
     """The spatial (VQ-VAE) encoder and decoder, with their 1x1 and 3x3 layers, in both impls."""
     x = jax.random.uniform(jax.random.key(0), (2, 28, 28, 1))
-    enc = {impl: ConvEncoder(16, channels=(32, 64), spatial=True, impl=impl) for impl in ("matmul", "xla")}
+    enc = {impl: ConvEncoder(16, channels=(32, 64), spatial=True, impl=impl) for impl in IMPLS}
     variables = enc["xla"].init(jax.random.key(1), x)
-    np.testing.assert_allclose(enc["matmul"].apply(variables, x), enc["xla"].apply(variables, x), atol=1e-4)
+    for impl in FAST_IMPLS:
+        np.testing.assert_allclose(enc[impl].apply(variables, x), enc["xla"].apply(variables, x), atol=1e-4)
     z = jax.random.normal(jax.random.key(0), (2, 7, 7, 16))
-    dec = {
-        impl: ConvDecoder((28, 28, 1), channels=(32, 64), spatial=True, impl=impl)
-        for impl in ("matmul", "xla")
-    }
+    dec = {impl: ConvDecoder((28, 28, 1), channels=(32, 64), spatial=True, impl=impl) for impl in IMPLS}
     variables = dec["xla"].init(jax.random.key(1), z)
-    np.testing.assert_allclose(dec["matmul"].apply(variables, z), dec["xla"].apply(variables, z), atol=1e-4)
+    for impl in FAST_IMPLS:
+        np.testing.assert_allclose(dec[impl].apply(variables, z), dec["xla"].apply(variables, z), atol=1e-4)
 
 
 def test_dsprites_networks_equal_in_every_impl():
     """The full dSprites encoder and decoder give the same outputs with either impl and one parameter set."""
     x = jax.random.bernoulli(jax.random.key(0), 0.1, (2, 64, 64, 1)).astype(jnp.float32)
-    enc = {impl: ConvEncoder(20, impl=impl) for impl in ("matmul", "xla")}
+    enc = {impl: ConvEncoder(20, impl=impl) for impl in IMPLS}
     variables = enc["xla"].init(jax.random.key(1), x)
-    np.testing.assert_allclose(enc["matmul"].apply(variables, x), enc["xla"].apply(variables, x), atol=1e-4)
+    for impl in FAST_IMPLS:
+        np.testing.assert_allclose(enc[impl].apply(variables, x), enc["xla"].apply(variables, x), atol=1e-4)
     z = jax.random.normal(jax.random.key(0), (2, 10))
-    dec = {impl: ConvDecoder((64, 64, 1), impl=impl) for impl in ("matmul", "xla")}
+    dec = {impl: ConvDecoder((64, 64, 1), impl=impl) for impl in IMPLS}
     variables = dec["xla"].init(jax.random.key(1), z)
-    np.testing.assert_allclose(dec["matmul"].apply(variables, z), dec["xla"].apply(variables, z), atol=1e-4)
+    for impl in FAST_IMPLS:
+        np.testing.assert_allclose(dec[impl].apply(variables, z), dec["xla"].apply(variables, z), atol=1e-4)
 
 
 def test_impl_resolution():
-    assert resolve_impl("auto") == ("matmul" if jax.default_backend() == "cpu" else "xla")
+    cpu = "onednn" if onednn.available() else "matmul"
+    assert resolve_impl("auto") == (cpu if jax.default_backend() == "cpu" else "xla")
     assert resolve_impl("xla") == "xla"
     with pytest.raises(ValueError, match="conv_impl"):
         resolve_impl("cudnn")

@@ -34,18 +34,28 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from vae_jax.models import onednn
+
 # At or below this many input channels the convolution gathers its 16 taps (im2col).
 IM2COL_MAX_CHANNELS = 4
-IMPLS = ("auto", "matmul", "xla")
+IMPLS = ("auto", "onednn", "matmul", "xla")
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
 
 def resolve_impl(impl: str) -> str:
-    """'auto' -> 'matmul' on CPU, where XLA's convolutions are slow, 'xla' on GPU/TPU (cuDNN etc.)."""
+    """'auto' -> on CPU, where XLA's convolutions are slow, 'onednn' when its kernels are built
+    (`python -m vae_jax.native`) and 'matmul' otherwise; 'xla' on GPU/TPU (cuDNN etc.)."""
     if impl not in IMPLS:
         raise ValueError(f"model.conv_impl={impl!r} is not known; valid: {list(IMPLS)}")
+    cpu = jax.default_backend() == "cpu"
     if impl == "auto":
-        return "matmul" if jax.default_backend() == "cpu" else "xla"
+        return ("onednn" if onednn.available() else "matmul") if cpu else "xla"
+    if impl == "onednn" and not (cpu and onednn.available()):
+        raise ValueError(
+            "model.conv_impl='onednn' needs the CPU backend and the oneDNN kernels: build them with "
+            "`python -m vae_jax.native` (needs g++ and oneDNN, Debian: libdnnl-dev), or set "
+            "model.conv_impl='matmul'"
+        )
     return impl
 
 
@@ -250,27 +260,30 @@ class _Strided4x4(nn.Module):
 
     features: int
     impl: str = "auto"
-    # (XLA form, matrix-product form) of the layer, set by each subclass.
-    FORMS = (None, None)
+    # impl -> the function (x, kernel) -> y of the layer, set by each subclass.
+    FORMS = {}
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (4, 4, x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
-        xla_form, matmul_form = type(self).FORMS
-        return (xla_form if resolve_impl(self.impl) == "xla" else matmul_form)(x, kernel) + bias
+        return type(self).FORMS[resolve_impl(self.impl)](x, kernel) + bias
 
 
 class StridedConv(_Strided4x4):
     """`nn.Conv(features, (4, 4), strides=2, padding='SAME')` (even sizes), same parameters."""
 
-    FORMS = (_xla_conv, conv_4x4_s2)
+    FORMS = {"xla": _xla_conv, "matmul": conv_4x4_s2, "onednn": onednn.conv_4x4_s2}
 
 
 class StridedConvTranspose(_Strided4x4):
     """`nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding='SAME')`, same parameters."""
 
-    FORMS = (_xla_conv_transpose, conv_transpose_4x4_s2)
+    FORMS = {
+        "xla": _xla_conv_transpose,
+        "matmul": conv_transpose_4x4_s2,
+        "onednn": onednn.conv_transpose_4x4_s2,
+    }
 
 
 def conv_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -291,7 +304,7 @@ def conv_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
 class ConvSame(nn.Module):
     """`nn.Conv(features, kernel_size)` (stride 1, 'SAME', odd kernel) with the same parameters;
-    `impl` as for the stride-2 layers ('matmul': `conv_same`; 'xla': XLA's convolution)."""
+    `impl` as for the stride-2 layers ('xla': XLA's convolution; otherwise `conv_same`)."""
 
     features: int
     kernel_size: tuple[int, int] = (3, 3)

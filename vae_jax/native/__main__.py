@@ -1,0 +1,5 @@
+import sys
+
+from vae_jax.native import main
+
+sys.exit(main())
