@@ -15,6 +15,7 @@ def environment() -> dict:
     import optax
 
     from vae_jax import _malloc
+    from vae_jax.models.strided import resolve_impl
 
     return {
         "device": str(jax.devices()[0].device_kind),
@@ -26,6 +27,7 @@ def environment() -> dict:
         "optax": optax.__version__,
         "python": platform.python_version(),
         "malloc_kept": _malloc.keep_freed_memory(),  # see vae_jax/_malloc.py
+        "conv_impl_auto": resolve_impl("auto"),  # the 4x4 stride-2 layers' form (vae_jax/models/strided.py)
     }
 
 
