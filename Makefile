@@ -2,9 +2,9 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+NATIVE := vae_jax/native/libvae_onednn.so
 
 .PHONY: venv run test lint bench
-NATIVE := vae_jax/native/libvae_onednn.so
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
