@@ -143,8 +143,10 @@ def time_torch_in_subprocess() -> dict:
     framework therefore gets a process of its own, one after the other.
     """
     cmd = [sys.executable, "-m", "benchmarks.step_time", "--torch-only"]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode:
+        raise RuntimeError(f"timing PyTorch failed (pass --no-torch to skip it):\n{result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def main():

@@ -71,9 +71,11 @@ def test_vmap_over_models_matches_one_at_a_time():
 
 
 @needs_kernels
-def test_odd_sizes_are_refused():
+def test_odd_sizes_and_other_dtypes_are_refused():
     with pytest.raises(ValueError, match="even height and width"):
         onednn.conv_4x4_s2(jnp.zeros((1, 7, 8, 2)), jnp.zeros((4, 4, 2, 3)))
+    with pytest.raises(ValueError, match="float32.*conv_impl='matmul'"):
+        onednn.conv_4x4_s2(jnp.zeros((1, 8, 8, 2), jnp.bfloat16), jnp.zeros((4, 4, 2, 3), jnp.bfloat16))
 
 
 def test_unbuilt_kernels_say_how_to_build(monkeypatch):

@@ -13,11 +13,17 @@ VJPs are themselves FFI calls, which XLA cannot differentiate again; under `vmap
 """
 
 import jax
+import jax.numpy as jnp
 
 from vae_jax import native
 
 
 def _call(name: str, shape, x: jax.Array, y: jax.Array) -> jax.Array:
+    if x.dtype != jnp.float32 or y.dtype != jnp.float32:
+        raise ValueError(
+            f"model.conv_impl='onednn' computes in float32, got {x.dtype} and {y.dtype}: "
+            "use float32 inputs and parameters, or set model.conv_impl='matmul'"
+        )
     out = jax.ShapeDtypeStruct(shape, x.dtype)
     return jax.ffi.ffi_call(name, out, vmap_method="sequential")(x, y)
 

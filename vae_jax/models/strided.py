@@ -25,9 +25,9 @@ benchmarks/step_time.py measures the step). `StridedConv` and
 `StridedConvTranspose` keep the parameters of the flax layers they replace
 (`kernel` [4, 4, Cin, Cout], `bias` [Cout]), so checkpoints and parameter counts
 do not depend on the form (a third form, `model.conv_impl='onednn'`, hands the
-two layers to oneDNN: `vae_jax.models.onednn`). `ConvSame` does the same for the VQ-VAE's stride-1
-1x1 and 3x3 layers (im2col + one product), which XLA:CPU otherwise runs through
-its generic convolution inside `lax.scan`.
+two layers to oneDNN: `vae_jax.models.onednn`). `ConvSame` does the same for the
+VQ-VAE's stride-1 1x1 and 3x3 layers (im2col + one product), which XLA:CPU
+otherwise runs through its generic convolution inside `lax.scan`.
 """
 
 import flax.linen as nn

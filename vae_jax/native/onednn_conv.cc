@@ -5,9 +5,11 @@
 // Data is NHWC and kernels HWIO, as flax and lax use them; each shape's primitives
 // are created once and cached. Built by `python -m vae_jax.native`; used through
 // vae_jax/models/onednn.py.
+#include <exception>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <tuple>
 
 #include "oneapi/dnnl/dnnl.hpp"
@@ -77,54 +79,66 @@ memory WeightsFor(const memory::desc& want, const memory::desc& user, void* data
   return mem;
 }
 
+// Runs body under the lock; a oneDNN failure becomes an XLA error (a Python exception), not an abort.
+template <typename Body>
+ffi::Error Guarded(Body body) {
+  try {
+    std::lock_guard<std::mutex> lock(mu);
+    body();
+    return ffi::Error::Success();
+  } catch (const std::exception& e) {
+    return ffi::Error::Internal(std::string("vae_jax oneDNN convolution: ") + e.what());
+  }
+}
+
 // y = conv(x, k): x [B, H, W, C], k [4, 4, C, O] -> y [B, H/2, W/2, O].
 ffi::Error ConvFwdImpl(ffi::BufferR4<ffi::F32> x, ffi::BufferR4<ffi::F32> k, ffi::ResultBufferR4<ffi::F32> y) {
-  auto xd = x.dimensions();
-  auto kd = k.dimensions();
-  std::lock_guard<std::mutex> lock(mu);
-  Conv& conv = GetConv(xd[0], xd[3], xd[1], xd[2], kd[3]);
-  dnnl::stream s(Engine());
-  memory src(conv.src, Engine(), x.typed_data());
-  memory dst(conv.dst, Engine(), y->typed_data());
-  memory wei = WeightsFor(conv.fwd_pd.weights_desc(), conv.user_weights, k.typed_data(), s);
-  conv.fwd.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}});
-  s.wait();
-  return ffi::Error::Success();
+  return Guarded([&] {
+    auto xd = x.dimensions();
+    auto kd = k.dimensions();
+    Conv& conv = GetConv(xd[0], xd[3], xd[1], xd[2], kd[3]);
+    dnnl::stream s(Engine());
+    memory src(conv.src, Engine(), x.typed_data());
+    memory dst(conv.dst, Engine(), y->typed_data());
+    memory wei = WeightsFor(conv.fwd_pd.weights_desc(), conv.user_weights, k.typed_data(), s);
+    conv.fwd.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}});
+    s.wait();
+  });
 }
 
 // dx = conv^T(dy, k): dy [B, H/2, W/2, O], k [4, 4, C, O] -> dx [B, H, W, C].
 ffi::Error ConvBwdDataImpl(ffi::BufferR4<ffi::F32> dy, ffi::BufferR4<ffi::F32> k,
                            ffi::ResultBufferR4<ffi::F32> dx) {
-  auto xd = dx->dimensions();
-  auto kd = k.dimensions();
-  std::lock_guard<std::mutex> lock(mu);
-  Conv& conv = GetConv(xd[0], xd[3], xd[1], xd[2], kd[3]);
-  dnnl::stream s(Engine());
-  memory diff_dst(conv.dst, Engine(), dy.typed_data());
-  memory diff_src(conv.src, Engine(), dx->typed_data());
-  memory wei = WeightsFor(conv.bwd_data_pd.weights_desc(), conv.user_weights, k.typed_data(), s);
-  conv.bwd_data.execute(s, {{DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DIFF_SRC, diff_src}});
-  s.wait();
-  return ffi::Error::Success();
+  return Guarded([&] {
+    auto xd = dx->dimensions();
+    auto kd = k.dimensions();
+    Conv& conv = GetConv(xd[0], xd[3], xd[1], xd[2], kd[3]);
+    dnnl::stream s(Engine());
+    memory diff_dst(conv.dst, Engine(), dy.typed_data());
+    memory diff_src(conv.src, Engine(), dx->typed_data());
+    memory wei = WeightsFor(conv.bwd_data_pd.weights_desc(), conv.user_weights, k.typed_data(), s);
+    conv.bwd_data.execute(s, {{DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DIFF_SRC, diff_src}});
+    s.wait();
+  });
 }
 
 // dk = sum over the batch of x (x) dy: x [B, H, W, C], dy [B, H/2, W/2, O] -> dk [4, 4, C, O].
 ffi::Error ConvBwdWeightsImpl(ffi::BufferR4<ffi::F32> x, ffi::BufferR4<ffi::F32> dy,
                               ffi::ResultBufferR4<ffi::F32> dk) {
-  auto xd = x.dimensions();
-  auto yd = dy.dimensions();
-  std::lock_guard<std::mutex> lock(mu);
-  Conv& conv = GetConv(xd[0], xd[3], xd[1], xd[2], yd[3]);
-  dnnl::stream s(Engine());
-  memory src(conv.src, Engine(), x.typed_data());
-  memory diff_dst(conv.dst, Engine(), dy.typed_data());
-  memory user(conv.user_weights, Engine(), dk->typed_data());
-  auto want = conv.bwd_weights_pd.diff_weights_desc();
-  memory diff_wei = want == conv.user_weights ? user : memory(want, Engine());
-  conv.bwd_weights.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_DIFF_WEIGHTS, diff_wei}});
-  if (!(want == conv.user_weights)) dnnl::reorder(diff_wei, user).execute(s, diff_wei, user);
-  s.wait();
-  return ffi::Error::Success();
+  return Guarded([&] {
+    auto xd = x.dimensions();
+    auto yd = dy.dimensions();
+    Conv& conv = GetConv(xd[0], xd[3], xd[1], xd[2], yd[3]);
+    dnnl::stream s(Engine());
+    memory src(conv.src, Engine(), x.typed_data());
+    memory diff_dst(conv.dst, Engine(), dy.typed_data());
+    memory user(conv.user_weights, Engine(), dk->typed_data());
+    auto want = conv.bwd_weights_pd.diff_weights_desc();
+    memory diff_wei = want == conv.user_weights ? user : memory(want, Engine());
+    conv.bwd_weights.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_DIFF_WEIGHTS, diff_wei}});
+    if (!(want == conv.user_weights)) dnnl::reorder(diff_wei, user).execute(s, diff_wei, user);
+    s.wait();
+  });
 }
 
 }  // namespace
