@@ -2,20 +2,20 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-NATIVE := vae_jax/native/libvae_onednn.so
+NATIVE := vae_jax/ops/native/libvae_onednn.so
 
 .PHONY: venv run test lint bench
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,native]'
 	touch $(STAMP)
 
-# The oneDNN convolution kernels (needs g++ and libdnnl-dev); without them the CPU
-# step uses the matrix-product form, which is slower but computes the same function.
-$(NATIVE): vae_jax/native/onednn_conv.cc $(STAMP)
-	$(PY) -m vae_jax.native || echo "make: continuing without the oneDNN kernels"
+# The oneDNN convolution kernels (needs g++; oneDNN comes from the pinned wheel); without them
+# the CPU step uses the matrix-product form, which is slower but computes the same function.
+$(NATIVE): vae_jax/ops/native/onednn_conv.cc $(STAMP)
+	$(PY) -m vae_jax.ops.native || echo "make: continuing without the oneDNN kernels"
 
 venv: $(STAMP) $(NATIVE)
 

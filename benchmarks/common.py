@@ -1,6 +1,7 @@
 """Timing helpers and the environment record shared by the benchmarks."""
 
 import json
+import os
 import platform
 import statistics
 import time
@@ -14,21 +15,49 @@ def environment() -> dict:
     import flax
     import optax
 
-    from vae_jax import _malloc
-    from vae_jax.models.strided import resolve_impl
+    from vae_jax.ops import allocator, resolve_impl
 
     return {
         "device": str(jax.devices()[0].device_kind),
         "platform": jax.default_backend(),
         "num_devices": jax.device_count(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
+        "cpu_isa": cpu_isa(),
+        # Caps in force (benchmarks.step_time --isa sets them): XLA, oneDNN, PyTorch's ATen.
+        "isa_caps": {
+            k: os.environ[k]
+            for k in ("XLA_FLAGS", "ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
+            if k in os.environ
+        },
         "jax": jax.__version__,
         "flax": flax.__version__,
         "optax": optax.__version__,
         "python": platform.python_version(),
-        "malloc_kept": _malloc.keep_freed_memory(),  # see vae_jax/_malloc.py
-        "conv_impl_auto": resolve_impl("auto"),  # the 4x4 stride-2 layers' form (vae_jax/models/strided.py)
+        "malloc_kept": allocator.keep_freed_memory(),  # see vae_jax/ops/allocator.py
+        "conv_impl_auto": resolve_impl("auto"),  # the 4x4 stride-2 layers' form (vae_jax/ops)
     }
+
+
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo ({} where there is none)."""
+    try:
+        block = open("/proc/cpuinfo").read().split("\n\n")[0]
+    except OSError:
+        return {}
+    return {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in block.splitlines())}
+
+
+def cpu_model() -> str:
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
+
+
+def cpu_isa() -> str:
+    """The widest x86 vector ISA the CPU has: 'AVX512', 'AVX2', 'AVX', 'SSE4.1' (or the machine)."""
+    flags = set(_cpuinfo().get("flags", "").split())
+    for isa, flag in (("AVX512", "avx512f"), ("AVX2", "avx2"), ("AVX", "avx"), ("SSE4.1", "sse4_1")):
+        if flag in flags:
+            return isa
+    return platform.machine()
 
 
 def median_time(fn, repeats: int = 5, iters: int = 20, warmup: int = 3) -> float:

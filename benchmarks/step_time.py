@@ -1,6 +1,7 @@
 """Train-step time of every model config, the PyTorch peer, and the input pipeline's cost.
 
   python -m benchmarks.step_time [--out benchmarks/results/step_time_cpu.json] [--no-torch]
+  python -m benchmarks.step_time --isa native,AVX2 --only beta_vae_dsprites_64x64   # one row per ISA
 
 For each config: the jitted train step on a batch already on the device (median of
 repeats after warm-up) -> steps/s and images/s; then the same step fed by the
@@ -8,10 +9,15 @@ real input pipeline (prefetch thread, host->device), whose steps/s should be
 within 5% of the in-memory figure. The PyTorch version of the dSprites beta-VAE
 (benchmarks/torch_peer.py) is timed in the same run, in a process of its own; the
 ratio is reported.
+
+`--isa` runs the whole benchmark once per instruction set, each in a process of its
+own with XLA, oneDNN and PyTorch capped at that ISA (`native`: uncapped), so a
+machine with AVX-512 also measures what an AVX2-only CPU runs, in the same run.
 """
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -139,7 +145,7 @@ def time_torch_in_subprocess() -> dict:
     """time_torch() in a fresh process (with vae_jax's allocator settings, which help PyTorch too).
 
     In the process that has just run the JAX steps, PyTorch measured ~25 % slower: the
-    OpenMP threads of oneDNN's kernels (vae_jax.native) and PyTorch's own compete. Each
+    OpenMP threads of oneDNN's kernels (vae_jax.ops.native) and PyTorch's own compete. Each
     framework therefore gets a process of its own, one after the other.
     """
     cmd = [sys.executable, "-m", "benchmarks.step_time", "--torch-only"]
@@ -149,28 +155,71 @@ def time_torch_in_subprocess() -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+# Environment that caps each framework at an instruction set: XLA's code generator, oneDNN's kernel
+# dispatch (ours and PyTorch's) and PyTorch's own ATen kernels.
+ISA_ENV = {
+    "AVX2": {
+        "XLA_FLAGS": "--xla_cpu_max_isa=AVX2",
+        "ONEDNN_MAX_CPU_ISA": "AVX2",
+        "ATEN_CPU_CAPABILITY": "avx2",
+    },
+    "AVX512": {
+        "XLA_FLAGS": "--xla_cpu_max_isa=AVX512",
+        "ONEDNN_MAX_CPU_ISA": "AVX512_CORE",
+        "ATEN_CPU_CAPABILITY": "avx512",
+    },
+}
+
+
+def run_per_isa(isas: list[str], argv: list[str]) -> dict:
+    """The benchmark with `argv`, once per ISA, each in a fresh process with that ISA's caps."""
+    results = {"environment": environment(), "isas": {}}
+    for isa in isas:
+        if isa != "native" and isa not in ISA_ENV:
+            raise SystemExit(f"--isa {isa!r}: valid: native, {', '.join(ISA_ENV)}")
+        env = dict(os.environ, **ISA_ENV.get(isa, {}))
+        cmd = [sys.executable, "-m", "benchmarks.step_time", "--json-only", *argv]
+        child = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if child.returncode:
+            raise RuntimeError(f"the benchmark under --isa {isa} failed:\n{child.stderr[-3000:]}")
+        results["isas"][isa] = json.loads(child.stdout.strip().splitlines()[-1])
+        print(isa, json.dumps(results["isas"][isa].get("jax_over_torch")), flush=True)
+    return results
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default=None)
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--torch-only", action="store_true", help="print time_torch() as JSON and exit")
     parser.add_argument("--only", default=None, help="comma-separated config names")
+    parser.add_argument("--isa", default=None, help="comma-separated: native, " + ", ".join(ISA_ENV))
+    parser.add_argument("--json-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.torch_only:
         print(json.dumps(time_torch()))
+        return
+    if args.isa:
+        argv = [*(["--only", args.only] if args.only else []), *(["--no-torch"] if args.no_torch else [])]
+        write_results(run_per_isa(args.isa.split(","), argv), args.out)
         return
     results = {"environment": environment(), "configs": {}}
     for name, (config, shape) in _configs().items():
         if args.only and name not in args.only.split(","):
             continue
         results["configs"][name] = time_config(config, shape)
-        print(name, json.dumps(results["configs"][name]), flush=True)
+        if not args.json_only:
+            print(name, json.dumps(results["configs"][name]), flush=True)
     if not args.no_torch:
         results["torch_beta_vae_dsprites"] = time_torch_in_subprocess()
         jax_rate = results["configs"].get("beta_vae_dsprites_64x64", {}).get("steps_per_sec")
         if jax_rate:
             results["jax_over_torch"] = jax_rate / results["torch_beta_vae_dsprites"]["steps_per_sec"]
-        print("torch", json.dumps(results["torch_beta_vae_dsprites"]), flush=True)
+        if not args.json_only:
+            print("torch", json.dumps(results["torch_beta_vae_dsprites"]), flush=True)
+    if args.json_only:
+        print(json.dumps(results))
+        return
     write_results(results, args.out)
 
 

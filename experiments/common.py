@@ -39,7 +39,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.hidden = (512, 256)  # MLP widths (the decoder mirrors them)
     c.model.channels = (32, 64)  # conv channels, one stride-2 layer each
     c.model.kernel = 4
-    # 4x4 stride-2 layers: 'onednn' (CPU, built by `python -m vae_jax.native`) | 'matmul' (CPU) | 'xla'
+    # 4x4 stride-2 layers: 'onednn' (CPU, built by `python -m vae_jax.ops.native`) | 'matmul' (CPU) | 'xla'
     # | 'auto' (onednn, else matmul, on CPU; xla on GPU/TPU).
     c.model.conv_impl = "auto"
     c.model.dense = 256

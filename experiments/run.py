@@ -12,6 +12,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from vae_jax import data, train
+from vae_jax.ops import allocator
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:preset].")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (default runs/<config name>).")
@@ -41,6 +42,7 @@ class _QuietLibraries(logging.logging.Filter):
 
 def main(argv):
     del argv
+    allocator.keep_freed_memory()  # before XLA allocates; VAE_JAX_MALLOC=system keeps glibc's defaults
     logging.get_absl_handler().addFilter(_QuietLibraries())
     config = _CONFIG.value
     workdir = _WORKDIR.value or Path("runs") / config.name  # e.g. runs/beta_vae_quick

@@ -1,14 +1,29 @@
 """Shared fixtures: small configs, generated idx files, a TFDS data_dir in tmp."""
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# One persistent compilation cache for the test processes and the subprocesses they start (set
+# before jax is imported, inherited through the environment): the same models compile in many
+# processes (xdist workers, CLI runs, per-ISA workers), and a cached program loads in a fraction
+# of its compile time. The cache keys on the program, the flags and the jaxlib version.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(__file__).resolve().parent.parent / ".jax_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+# Tests run each program for a few steps, so compile time dominates: LLVM's optimization level 0
+# halves it (the ISA worker of test_native.py: 100 -> 49 s) and changes no result beyond rounding.
+# Benchmarks and real runs keep XLA's default level.
+if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from vae_jax.data.idx import write_idx  # noqa: E402
+from vae_jax.ops import allocator  # noqa: E402
+
+allocator.keep_freed_memory()  # as the CLI does (opt-in; VAE_JAX_MALLOC=system keeps glibc's defaults)
 
 
 def make_idx_dir(path, n_train=300, n_test=100, seed=0):

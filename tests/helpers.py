@@ -13,6 +13,11 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ("ae", "vae", "beta_vae", "vq_vae", "conv_ae", "latent2d", "anomaly", "seq2seq_ae", "ppca")
 
 
+def device_count_flags(devices: int) -> str:
+    """XLA_FLAGS for a subprocess with `devices` host devices, keeping the suite's own flags."""
+    return f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
+
+
 def load_config(name: str, preset: str | None = None):
     return importlib.import_module(f"experiments.{name}").get_config(preset)
 

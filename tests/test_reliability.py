@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from tests.helpers import ROOT, cli, load_config
+from tests.helpers import ROOT, cli, device_count_flags, load_config
 from vae_jax import data as data_lib
 from vae_jax.train import ConfigError, NonFiniteError, checkpoint, loop, train_and_evaluate, validate_config
 from vae_jax.train.metrics_log import MetricLogger, read_metrics
@@ -58,7 +58,7 @@ def test_cli_reports_a_bad_value_in_one_line_and_exits_nonzero(tmp_path):
 
 
 def test_batch_that_does_not_divide_over_devices(tmp_path):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", PYTHONPATH=str(ROOT))
+    env = dict(os.environ, XLA_FLAGS=device_count_flags(8), PYTHONPATH=str(ROOT))
     cmd = [sys.executable, "-m", "experiments.run", f"--config={ROOT / 'experiments/beta_vae.py'}:smoke",
            f"--workdir={tmp_path}/w", "--config.train.batch_size=12"]  # fmt: skip
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from experiments.ablations import vqvae_ema_commitment
-from tests.helpers import ROOT, cli, load_config
+from tests.helpers import ROOT, cli, device_count_flags, load_config
 from vae_jax.train import ConfigError, validate_config
 from vae_jax.train.metrics_log import read_metrics
 from vae_jax.train.sweep import parse_sweep
@@ -45,7 +45,7 @@ def test_malformed_specs_are_rejected_before_compiling(spec, message):
 
 
 def _run_worker(kind, devices, out, vectorize):
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
+    env = dict(os.environ, XLA_FLAGS=device_count_flags(devices), JAX_PLATFORMS="cpu")
     env["PYTHONPATH"] = str(ROOT)
     cmd = [sys.executable, str(ROOT / "tests/sweep_worker.py"), kind, str(out), vectorize]
     subprocess.run(cmd, env=env, check=True)
@@ -62,11 +62,14 @@ def test_sweep_member_equals_the_same_config_trained_alone(kind, devices, vector
     swept = {k[len("sweep/") :]: v for k, v in result.items() if k.startswith("sweep/")}
     alone = {k[len("alone/") :]: v for k, v in result.items() if k.startswith("alone/")}
     assert swept.keys() == alone.keys() and len({k.split("/")[0] for k in swept}) == 4
+    loose = 0
     for k in swept:
         # vmap sums in another order; Adam's m/sqrt(v) turns last-bit differences of near-zero
         # gradients into differences of a few % of the learning rate (3e-3) on a handful of weights.
         np.testing.assert_allclose(swept[k], alone[k], rtol=1e-5, atol=1e-4, err_msg=k)
-        assert np.mean(~np.isclose(swept[k], alone[k], rtol=1e-5, atol=1e-6)) < 0.001, k
+        loose += int(np.sum(~np.isclose(swept[k], alone[k], rtol=1e-5, atol=1e-6)))
+    # A handful over all parameters (counted together: one of an 8-element bias is not 0.1%).
+    assert loose < 0.001 * sum(v.size for v in swept.values()), loose
     # Members really differ (the sweep is not four copies of one run).
     paths = [k[2:] for k in swept if k.startswith("0/")]
     assert any(not np.allclose(swept["0/" + p], swept["3/" + p]) for p in paths)

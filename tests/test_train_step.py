@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from experiments import common
+from tests.helpers import device_count_flags
 from vae_jax.models import build_model
 from vae_jax.train.state import create_train_state
 from vae_jax.train.steps import make_eval_step, make_train_step
@@ -85,7 +86,7 @@ def test_eval_step_returns_per_example_terms():
 
 
 def _run_worker(kind, devices, out):
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
+    env = dict(os.environ, XLA_FLAGS=device_count_flags(devices), JAX_PLATFORMS="cpu")
     env["PYTHONPATH"] = str(ROOT)
     subprocess.run([sys.executable, str(ROOT / "tests/dp_worker.py"), kind, str(out)], env=env, check=True)
     return dict(np.load(out))

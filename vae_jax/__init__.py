@@ -1,5 +1,5 @@
-"""vae_jax: latent-variable generative models, from PCA to VQ-VAE, in JAX/Flax."""
+"""vae_jax: latent-variable generative models, from PCA to VQ-VAE, in JAX/Flax.
 
-from vae_jax import _malloc
-
-_malloc.keep_freed_memory()
+Importing the package changes nothing in the host process; the CPU allocator
+settings that speed up XLA:CPU steps are opt-in (`vae_jax.ops.allocator`).
+"""

@@ -4,14 +4,9 @@ With `channels=(32, 32, 64, 64)`, 4x4 kernels, stride 2 and a 256-unit dense lay
 these are the dSprites networks of disentanglement_lib (Locatello et al. 2019,
 Table 1); with `channels=(32, 64)` they fit 28x28 images (28 -> 14 -> 7).
 `spatial=True` keeps the latent as a grid [B, h, w, D] (VQ-VAE) instead of a vector.
-With 4x4 kernels, `impl` picks how the stride-2 layers (and the spatial
-latent's 1x1 and 3x3 layers) are computed: 'onednn' (oneDNN's convolutions
-through XLA:CPU's FFI, `vae_jax.models.onednn`), 'matmul' (the exactly equal
-matrix-product forms of `vae_jax.models.strided`, several times faster than
-XLA:CPU's convolutions), 'xla' (XLA's convolutions, for GPU/TPU) or 'auto'
-(onednn on CPU when its kernels are built, else matmul; xla elsewhere). The
-1x1 and 3x3 layers use the matrix-product form under 'onednn'. The parameters
-are the same either way.
+With 4x4 kernels, `impl` (`model.conv_impl`) picks the form the stride-2 layers
+and the spatial latent's 1x1 and 3x3 layers are computed in (`vae_jax.ops`); the
+function and the parameters are the same in every form.
 """
 
 from collections.abc import Sequence
@@ -20,7 +15,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from vae_jax.models.strided import ConvSame, StridedConv, StridedConvTranspose
+from vae_jax.models.layers import ConvSame, StridedConv, StridedConvTranspose
 
 
 def _downsampled_size(size: int, num_layers: int) -> int:

@@ -38,7 +38,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     from vae_jax.data import BINARIZE, DATASETS
     from vae_jax.evaluate.disentanglement import METRICS
     from vae_jax.models import MODELS, NETWORKS
-    from vae_jax.models.strided import IMPLS
+    from vae_jax.ops import IMPLS
     from vae_jax.train.state import OPTIMIZERS
 
     _one_of(config, "model.name", sorted([*MODELS, "ppca", "vq_prior"]))

@@ -19,45 +19,18 @@ with one matrix product that XLA hands to its fast GEMM, plus cheap shifts:
 
 Both match `lax.conv_general_dilated` / `lax.conv_transpose` ('SAME', stride 2,
 HWIO kernel, as `nn.Conv` / `nn.ConvTranspose` use them) to float rounding;
-autodiff of these forms is again products and shifts, and that is where the time
-goes (tests/test_strided.py proves values and gradients equal, and
-benchmarks/step_time.py measures the step). `StridedConv` and
-`StridedConvTranspose` keep the parameters of the flax layers they replace
-(`kernel` [4, 4, Cin, Cout], `bias` [Cout]), so checkpoints and parameter counts
-do not depend on the form (a third form, `model.conv_impl='onednn'`, hands the
-two layers to oneDNN: `vae_jax.models.onednn`). `ConvSame` does the same for the
-VQ-VAE's stride-1 1x1 and 3x3 layers (im2col + one product), which XLA:CPU
-otherwise runs through its generic convolution inside `lax.scan`.
+autodiff of these forms is again products and shifts (tests/test_ops.py proves
+values and gradients equal). `conv_same` does the same for the VQ-VAE's stride-1
+1x1 and 3x3 layers (im2col + one product), which XLA:CPU otherwise runs through
+its generic convolution inside `lax.scan`.
 """
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from vae_jax.models import onednn
-
 # At or below this many input channels the convolution gathers its 16 taps (im2col).
 IM2COL_MAX_CHANNELS = 4
-IMPLS = ("auto", "onednn", "matmul", "xla")
-_NHWC = ("NHWC", "HWIO", "NHWC")
-
-
-def resolve_impl(impl: str) -> str:
-    """'auto' -> on CPU, where XLA's convolutions are slow, 'onednn' when its kernels are built
-    (`python -m vae_jax.native`) and 'matmul' otherwise; 'xla' on GPU/TPU (cuDNN etc.)."""
-    if impl not in IMPLS:
-        raise ValueError(f"model.conv_impl={impl!r} is not known; valid: {list(IMPLS)}")
-    cpu = jax.default_backend() == "cpu"
-    if impl == "auto":
-        return ("onednn" if onednn.available() else "matmul") if cpu else "xla"
-    if impl == "onednn" and not (cpu and onednn.available()):
-        raise ValueError(
-            "model.conv_impl='onednn' needs the CPU backend and the oneDNN kernels: build them with "
-            "`python -m vae_jax.native` (needs g++ and oneDNN, Debian: libdnnl-dev), or set "
-            "model.conv_impl='matmul'"
-        )
-    return impl
 
 
 def _check_even(x: jax.Array) -> None:
@@ -113,7 +86,7 @@ def _matrix_kernel(k: jax.Array, c: int, o: int) -> jax.Array:
     return k.reshape(2, 2, c, 2, 2, o).transpose(3, 0, 4, 1, 2, 5).reshape(4, 4, c, o)
 
 
-def _flip_swap(kernel: jax.Array) -> jax.Array:
+def flip_swap(kernel: jax.Array) -> jax.Array:
     """The kernel whose convolution is the adjoint of this kernel's transposed convolution."""
     return kernel[::-1, ::-1].transpose(0, 1, 3, 2)
 
@@ -151,11 +124,11 @@ _conv_s2d.defvjp(_conv_s2d_fwd, _conv_s2d_bwd)
 
 @jax.custom_vjp
 def _conv_transpose_s2d(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    return _d2s_crop(_mm(_stack_taps(x), _kernel_matrix(_flip_swap(kernel)).T))
+    return _d2s_crop(_mm(_stack_taps(x), _kernel_matrix(flip_swap(kernel)).T))
 
 
 def _conv_transpose_s2d_fwd(x, kernel):
-    xt, k = _stack_taps(x), _kernel_matrix(_flip_swap(kernel))  # k: [(r, s, o), (a, b, c)]
+    xt, k = _stack_taps(x), _kernel_matrix(flip_swap(kernel))  # k: [(r, s, o), (a, b, c)]
     return _d2s_crop(_mm(xt, k.T)), (xt, k)
 
 
@@ -165,7 +138,7 @@ def _conv_transpose_s2d_bwd(res, g):
     dx = _sum_taps(_mm(gs, k))
     dk = _mm_t(gs, xt)  # [(r, s, o), (a, b, c)]
     o, c = gs.shape[-1] // 4, xt.shape[-1] // 4
-    return dx, _flip_swap(_matrix_kernel(dk, o, c))
+    return dx, flip_swap(_matrix_kernel(dk, o, c))
 
 
 _conv_transpose_s2d.defvjp(_conv_transpose_s2d_fwd, _conv_transpose_s2d_bwd)
@@ -248,45 +221,6 @@ def conv_transpose_4x4_s2(x: jax.Array, kernel: jax.Array) -> jax.Array:
     return _col2im(jnp.einsum("bhwc,ijco->bhwijo", x, kernel[::-1, ::-1]))
 
 
-def _xla_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    return lax.conv_general_dilated(x, kernel, (2, 2), "SAME", dimension_numbers=_NHWC)
-
-
-def _xla_conv_transpose(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    return lax.conv_transpose(x, kernel, (2, 2), "SAME", dimension_numbers=_NHWC)
-
-
-class _Strided4x4(nn.Module):
-    """A 4x4 stride-2 layer with the parameters of the flax layer it stands for (kernel, bias)."""
-
-    features: int
-    impl: str = "auto"
-    # impl -> the function (x, kernel) -> y of the layer, set by each subclass.
-    FORMS = {}
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), (4, 4, x.shape[-1], self.features))
-        bias = self.param("bias", nn.initializers.zeros, (self.features,))
-        return type(self).FORMS[resolve_impl(self.impl)](x, kernel) + bias
-
-
-class StridedConv(_Strided4x4):
-    """`nn.Conv(features, (4, 4), strides=2, padding='SAME')` (even sizes), same parameters."""
-
-    FORMS = {"xla": _xla_conv, "matmul": conv_4x4_s2, "onednn": onednn.conv_4x4_s2}
-
-
-class StridedConvTranspose(_Strided4x4):
-    """`nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding='SAME')`, same parameters."""
-
-    FORMS = {
-        "xla": _xla_conv_transpose,
-        "matmul": conv_transpose_4x4_s2,
-        "onednn": onednn.conv_transpose_4x4_s2,
-    }
-
-
 def conv_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """A stride-1 'SAME' convolution (odd kernel, NHWC/HWIO) as one product: the kh*kw taps are
     gathered side by side (im2col), `[B*H*W, kh*kw*C] @ [kh*kw*C, O]`; a 1x1 kernel is a plain
@@ -301,23 +235,3 @@ def conv_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
     xp = jnp.pad(x, ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)))
     taps = [xp[:, i : i + h, j : j + w] for i in range(kh) for j in range(kw)]
     return _mm(jnp.concatenate(taps, axis=-1), kernel.reshape(kh * kw * c, o))
-
-
-class ConvSame(nn.Module):
-    """`nn.Conv(features, kernel_size)` (stride 1, 'SAME', odd kernel) with the same parameters;
-    `impl` as for the stride-2 layers ('xla': XLA's convolution; otherwise `conv_same`)."""
-
-    features: int
-    kernel_size: tuple[int, int] = (3, 3)
-    impl: str = "auto"
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        shape = (*self.kernel_size, x.shape[-1], self.features)
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), shape)
-        bias = self.param("bias", nn.initializers.zeros, (self.features,))
-        if resolve_impl(self.impl) == "xla":
-            y = lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=_NHWC)
-        else:
-            y = conv_same(x, kernel)
-        return y + bias

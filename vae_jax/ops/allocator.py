@@ -8,14 +8,14 @@ again: the dSprites beta-VAE step took ~25k minor faults per call, ~20 ms of a
 ten) ran 1.5x faster. That per-call cost, not the loop itself, is why a scan
 looked different from a Python loop of jitted steps.
 
-On import, vae_jax therefore sets one malloc arena, no mmap allocations and no
-trimming (mallopt; the runtime form of MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0
-MALLOC_TRIM_THRESHOLD_=...): 0 faults per step afterwards. Measured with
-benchmarks/step_time.py on the 2-core CPU, glibc defaults vs these settings in
-back-to-back runs: the 64x64 beta-VAE step 16.6 -> 22-25 steps/s; the small 28x28
-steps, which allocate little, lose 5-30% to the single arena (MLP VAE 432 ->
-306-405, conv VAE 84 -> 67-70 steps/s). Set VAE_JAX_MALLOC=system before the
-first import to keep glibc's defaults.
+`keep_freed_memory()` therefore sets one malloc arena, no mmap allocations and
+no trimming (mallopt; the runtime form of MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0
+MALLOC_TRIM_THRESHOLD_=...): 0 faults per step afterwards. Large steps gain
+(the 64x64 beta-VAE); small 28x28 steps, which allocate little, can lose a few
+percent to the single arena (docs/performance.md has the measurements). A library
+must not change its host process unasked, so nothing calls it on import: the CLI
+(`experiments/run.py`), the benchmarks and the test suite opt in, and
+VAE_JAX_MALLOC=system opts them out.
 """
 
 import ctypes

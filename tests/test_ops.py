@@ -7,8 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vae_jax.models import ConvDecoder, ConvEncoder, onednn
-from vae_jax.models.strided import ConvSame, StridedConv, StridedConvTranspose, resolve_impl
+from vae_jax import ops
+from vae_jax.models import ConvDecoder, ConvEncoder
+from vae_jax.models.layers import ConvSame, StridedConv, StridedConvTranspose
+from vae_jax.ops import onednn, resolve_impl
 
 
 def _assert_same_function(fast, plain, x):
@@ -91,5 +93,8 @@ def test_impl_resolution():
     cpu = "onednn" if onednn.available() else "matmul"
     assert resolve_impl("auto") == (cpu if jax.default_backend() == "cpu" else "xla")
     assert resolve_impl("xla") == "xla"
+    assert resolve_impl("auto", platform="cuda") == resolve_impl("auto", platform="tpu") == "xla"
     with pytest.raises(ValueError, match="conv_impl"):
         resolve_impl("cudnn")
+    with pytest.raises(ValueError, match="kind"):
+        ops.convolution("conv_5x5", "auto")

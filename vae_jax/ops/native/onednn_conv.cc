@@ -2,9 +2,18 @@
 // computed by oneDNN (the library behind PyTorch's CPU convolutions) and exposed to
 // XLA:CPU as three FFI handlers: forward, gradient w.r.t. the input ("backward
 // data", which is also the transposed convolution) and gradient w.r.t. the kernel.
-// Data is NHWC and kernels HWIO, as flax and lax use them; each shape's primitives
-// are created once and cached. Built by `python -m vae_jax.native`; used through
-// vae_jax/models/onednn.py.
+// Data is NHWC and kernels HWIO, as flax and lax use them. Built by
+// `python -m vae_jax.native` against the pinned oneDNN 3 wheel; used through
+// vae_jax/ops/onednn.py.
+//
+// Each shape's primitives are created once and cached, together with their own
+// scratchpad buffer. The scratchpad is user-managed on purpose: in oneDNN's default
+// ("library") mode the scratchpad is a thread-local buffer sized when a primitive is
+// *created*, but XLA runs custom calls on whichever pool thread is free, so a
+// primitive created on one thread and executed on another found a missing or too
+// small scratchpad ("could not execute a primitive", or heap corruption where the
+// kernel wrote past it). Kernels that need no scratchpad (most AVX-512 ones) hid it.
+// All calls hold one mutex, so one scratchpad per primitive is never shared.
 #include <exception>
 #include <map>
 #include <memory>
@@ -22,6 +31,11 @@ using dt = memory::data_type;
 
 namespace {
 
+dnnl::engine& Engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
 struct Conv {
   dnnl::convolution_forward::primitive_desc fwd_pd;
   dnnl::convolution_backward_data::primitive_desc bwd_data_pd;
@@ -29,13 +43,9 @@ struct Conv {
   dnnl::convolution_forward fwd;
   dnnl::convolution_backward_data bwd_data;
   dnnl::convolution_backward_weights bwd_weights;
+  memory fwd_scratch, bwd_data_scratch, bwd_weights_scratch;
   memory::desc src, dst, user_weights;
 };
-
-dnnl::engine& Engine() {
-  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  return engine;
-}
 
 std::mutex mu;
 
@@ -46,27 +56,28 @@ Conv& GetConv(int64_t b, int64_t c, int64_t h, int64_t w, int64_t o) {
   auto it = cache.find(key);
   if (it != cache.end()) return *it->second;
   auto conv = std::make_unique<Conv>();
-  memory::dims strides = {2, 2}, pad = {1, 1};
+  const memory::dims strides = {2, 2}, pad = {1, 1};
   conv->src = memory::desc({b, c, h, w}, dt::f32, tag::nhwc);
   conv->dst = memory::desc({b, o, h / 2, w / 2}, dt::f32, tag::nhwc);
   conv->user_weights = memory::desc({o, c, 4, 4}, dt::f32, tag::hwio);
-  memory::desc any_weights({o, c, 4, 4}, dt::f32, tag::any);
+  const memory::desc any_weights({o, c, 4, 4}, dt::f32, tag::any);
   auto& eng = Engine();
-  conv->fwd_pd = dnnl::convolution_forward::primitive_desc(
-      dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
-                                      conv->src, any_weights, conv->dst, strides, pad, pad),
-      eng);
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  const auto algo = dnnl::algorithm::convolution_direct;
+  conv->fwd_pd = dnnl::convolution_forward::primitive_desc(eng, dnnl::prop_kind::forward_training, algo,
+                                                           conv->src, any_weights, conv->dst, strides, pad,
+                                                           pad, attr);
   conv->bwd_data_pd = dnnl::convolution_backward_data::primitive_desc(
-      dnnl::convolution_backward_data::desc(dnnl::algorithm::convolution_direct, conv->src, any_weights, conv->dst,
-                                            strides, pad, pad),
-      eng, conv->fwd_pd);
+      eng, algo, conv->src, any_weights, conv->dst, strides, pad, pad, conv->fwd_pd, attr);
   conv->bwd_weights_pd = dnnl::convolution_backward_weights::primitive_desc(
-      dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, conv->src, any_weights,
-                                               conv->dst, strides, pad, pad),
-      eng, conv->fwd_pd);
+      eng, algo, conv->src, any_weights, conv->dst, strides, pad, pad, conv->fwd_pd, attr);
   conv->fwd = dnnl::convolution_forward(conv->fwd_pd);
   conv->bwd_data = dnnl::convolution_backward_data(conv->bwd_data_pd);
   conv->bwd_weights = dnnl::convolution_backward_weights(conv->bwd_weights_pd);
+  conv->fwd_scratch = memory(conv->fwd_pd.scratchpad_desc(), eng);
+  conv->bwd_data_scratch = memory(conv->bwd_data_pd.scratchpad_desc(), eng);
+  conv->bwd_weights_scratch = memory(conv->bwd_weights_pd.scratchpad_desc(), eng);
   return *(cache[key] = std::move(conv));
 }
 
@@ -101,7 +112,10 @@ ffi::Error ConvFwdImpl(ffi::BufferR4<ffi::F32> x, ffi::BufferR4<ffi::F32> k, ffi
     memory src(conv.src, Engine(), x.typed_data());
     memory dst(conv.dst, Engine(), y->typed_data());
     memory wei = WeightsFor(conv.fwd_pd.weights_desc(), conv.user_weights, k.typed_data(), s);
-    conv.fwd.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}});
+    conv.fwd.execute(s, {{DNNL_ARG_SRC, src},
+                         {DNNL_ARG_WEIGHTS, wei},
+                         {DNNL_ARG_DST, dst},
+                         {DNNL_ARG_SCRATCHPAD, conv.fwd_scratch}});
     s.wait();
   });
 }
@@ -117,7 +131,10 @@ ffi::Error ConvBwdDataImpl(ffi::BufferR4<ffi::F32> dy, ffi::BufferR4<ffi::F32> k
     memory diff_dst(conv.dst, Engine(), dy.typed_data());
     memory diff_src(conv.src, Engine(), dx->typed_data());
     memory wei = WeightsFor(conv.bwd_data_pd.weights_desc(), conv.user_weights, k.typed_data(), s);
-    conv.bwd_data.execute(s, {{DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DIFF_SRC, diff_src}});
+    conv.bwd_data.execute(s, {{DNNL_ARG_DIFF_DST, diff_dst},
+                              {DNNL_ARG_WEIGHTS, wei},
+                              {DNNL_ARG_DIFF_SRC, diff_src},
+                              {DNNL_ARG_SCRATCHPAD, conv.bwd_data_scratch}});
     s.wait();
   });
 }
@@ -135,7 +152,10 @@ ffi::Error ConvBwdWeightsImpl(ffi::BufferR4<ffi::F32> x, ffi::BufferR4<ffi::F32>
     memory user(conv.user_weights, Engine(), dk->typed_data());
     auto want = conv.bwd_weights_pd.diff_weights_desc();
     memory diff_wei = want == conv.user_weights ? user : memory(want, Engine());
-    conv.bwd_weights.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_DIFF_WEIGHTS, diff_wei}});
+    conv.bwd_weights.execute(s, {{DNNL_ARG_SRC, src},
+                                 {DNNL_ARG_DIFF_DST, diff_dst},
+                                 {DNNL_ARG_DIFF_WEIGHTS, diff_wei},
+                                 {DNNL_ARG_SCRATCHPAD, conv.bwd_weights_scratch}});
     if (!(want == conv.user_weights)) dnnl::reorder(diff_wei, user).execute(s, diff_wei, user);
     s.wait();
   });

@@ -1,0 +1,193 @@
+"""The accelerator path, checked without an accelerator: every experiment's train step lowers for GPU and TPU.
+
+For each config in experiments/*.py that trains by gradient steps, the model and train state are built
+from its `smoke` preset with the conv form 'auto' picks on that platform, and the train step the
+training loop runs (`loop.jitted_train_step`, with the on-device batch gather for in-memory datasets)
+is exported with `jax.export` for 'cuda' and for 'tpu'; so is the vmapped step of a 4-member sweep
+(`sweep.make_sweep_step` in its accelerator form) and an equivalent of the PixelCNN prior's step. The
+arguments are shapes only (`jax.eval_shape`): nothing is initialized, run or compiled. `jax.export`
+refuses custom calls without a compatibility guarantee, which is how a CPU-only kernel (the oneDNN
+FFI calls) that reached an accelerator program would show up; the last test shows that it does.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from tests.helpers import ROOT, load_config
+from vae_jax import data as data_lib
+from vae_jax import ops
+from vae_jax.models import build_model
+from vae_jax.models.prior import PixelCNNPrior
+from vae_jax.ops import onednn
+from vae_jax.train import loop, sharding
+from vae_jax.train.state import create_train_state
+from vae_jax.train.sweep import create_sweep_state, make_sweep_step, member_config, parse_sweep
+
+PLATFORMS = ("cuda", "tpu")
+NOT_CONFIGS = {"run", "common", "__init__"}
+# ppca is fitted in closed form (vae_jax.train.closed_form): no train step to lower.
+# vq_prior trains a PixelCNN prior by a step local to prior_training.train_prior: test_prior_step_exports.
+NOT_GRADIENT_STEPS = {"ppca", "vq_prior"}
+CONFIGS = sorted(
+    p.stem for p in (ROOT / "experiments").glob("*.py") if p.stem not in NOT_CONFIGS | NOT_GRADIENT_STEPS
+)
+MNIST_LIKE = ("mnist", "fashion_mnist", "kmnist", "binarized_mnist", "emnist_letters")
+IMAGE_SHAPES = {**dict.fromkeys(MNIST_LIKE, (28, 28, 1)), "cifar10": (32, 32, 3)}
+SWEEP_SIZE = 4
+NO_GUARANTEE = "custom calls whose targets have no compatibility guarantees"
+
+
+def data_shape(name: str) -> tuple[int, ...]:
+    """One example's shape, as `data.load_dataset` would report it, without loading anything."""
+    if name in data_lib.GROUND_TRUTH:
+        return tuple(data_lib.GROUND_TRUTH[name].observation_shape)
+    if name in data_lib.SEQUENCES:
+        return tuple(data_lib.SEQUENCES[name]().observation_shape)
+    assert name in data_lib.sources.IMAGE_DATASETS and name in IMAGE_SHAPES, f"no shape for {name!r}"
+    return IMAGE_SHAPES[name]
+
+
+def accelerator_config(name: str, platform: str, preset: str = "smoke"):
+    config = load_config(name, preset)
+    config.model.conv_impl = ops.resolve_impl("auto", platform=platform)
+    return config
+
+
+def abstract_key():
+    return jax.eval_shape(lambda: jax.random.key(0))
+
+
+def abstract_state(config, shape):
+    model = build_model(config, shape)
+    return jax.eval_shape(lambda rng: create_train_state(model, config, shape, rng), abstract_key())
+
+
+def loop_step(config, shape):
+    """The jitted train step `train_and_evaluate` runs, and its abstract (state, batch input, rng).
+
+    In-memory image datasets get the on-device path: the step reads its batch out of the epoch's
+    example order and gathers it from the training images, which it closes over (a constant here:
+    two batches of zeros). The others get batches from the host.
+    """
+    in_memory = config.data.name in data_lib.sources.IMAGE_DATASETS
+    images = np.zeros((2 * config.train.batch_size, *shape), np.float32) if in_memory else None
+    dataset = data_lib.Dataset(
+        name=config.data.name, data_shape=shape, batch_at=None, eval_images=None, train_images=images
+    )
+    step, dataset = loop.jitted_train_step(config, dataset, sharding.make_mesh())
+    if in_memory:
+        assert dataset.device_batches is not None and config.data.on_device
+        return jax.jit(step), jax.ShapeDtypeStruct((len(images),), jnp.int32)
+    return step, jax.ShapeDtypeStruct((config.train.batch_size, *shape), jnp.float32)
+
+
+def signature(tree) -> list:
+    """(path, shape, dtype) of every array of a pytree; static fields (apply_fn, tx) left out."""
+    return [(jax.tree_util.keystr(p), a.shape, a.dtype) for p, a in jax.tree.leaves_with_path(tree)]
+
+
+def assert_step_exported(exported, platform, state, config):
+    """The module is for `platform` and maps the state to one of the same type, the metrics beside it."""
+    assert exported.platforms == (platform,)
+    new_state, metrics = jax.tree.unflatten(exported.out_tree, exported.out_avals)
+    assert signature(new_state) == signature(state)
+    assert {"loss", "grad_norm", "finite"} <= metrics.keys()
+    if config.model.encoder == "conv":  # XLA's own stride-2 convolutions, not the CPU forms
+        assert "stride = [2, 2]" in exported.mlir_module()
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+@pytest.mark.parametrize("name", CONFIGS)
+def test_train_step_exports(name, platform):
+    config = accelerator_config(name, platform)
+    shape = data_shape(config.data.name)
+    state = abstract_state(config, shape)
+    step, batch_input = loop_step(config, shape)
+    exported = jax.export.export(step, platforms=[platform])(state, batch_input, abstract_key())
+    assert_step_exported(exported, platform, state, config)
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+@pytest.mark.parametrize("name", CONFIGS)
+def test_sweep_step_exports(name, platform):
+    """A 4-member sweep's vmapped step, as `sweep.train_sweep` runs it on an accelerator."""
+    config = accelerator_config(name, platform)
+    config.sweep.vectorize = "vmap"  # what 'auto' picks off the CPU
+    assignments = parse_sweep("optim.learning_rate=1e-3,3e-4 * seed=0,1", config)
+    configs = [member_config(config, a) for a in assignments]
+    assert len(configs) == SWEEP_SIZE
+    shape = data_shape(config.data.name)
+    model = build_model(config, shape)
+    states, rngs = jax.eval_shape(lambda: create_sweep_state(model, configs, shape))
+    batch = jax.ShapeDtypeStruct((config.train.batch_size, *shape), jnp.float32)
+    step = make_sweep_step(config, sharding.make_mesh())
+    exported = jax.export.export(step, platforms=[platform])(states, batch, rngs)
+    new_states, metrics = jax.tree.unflatten(exported.out_tree, exported.out_avals)
+    assert signature(new_states) == signature(states)
+    assert all(v.shape == (SWEEP_SIZE,) for v in metrics.values())
+    member = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), states)
+    assert signature(member) == signature(abstract_state(configs[0], shape))
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_prior_step_exports(platform):
+    """vq_prior: the step of `prior_training.train_prior`, rebuilt from the same pieces.
+
+    That step is a function local to train_prior (it closes over the prior and the optimizer), so
+    this is a copy of it: PixelCNNPrior over the code grid of the VQ-VAE the prior is trained on,
+    softmax cross-entropy, optax.adam. Exposing it (e.g. `make_prior_step(prior, tx)`) would let
+    this test lower the step itself.
+    """
+    config = load_config("vq_prior", "smoke")
+    vq_config = accelerator_config("vq_vae", platform)  # the run that config.prior.vqvae_workdir names
+    assert config.prior.vqvae_workdir.endswith(vq_config.name)
+    shape = data_shape(vq_config.data.name)
+    assert data_shape(config.data.name) == shape
+    vqvae = build_model(vq_config, shape)
+    vq_state = abstract_state(vq_config, shape)
+    images = jax.ShapeDtypeStruct((config.train.batch_size, *shape), jnp.float32)
+    variables = {"params": vq_state.params, **vq_state.model_state}
+    codes = jax.eval_shape(lambda v, x: vqvae.apply(v, x).vq.indices, variables, images)
+    assert codes.ndim == 3 and jnp.issubdtype(codes.dtype, jnp.integer)  # train_prior needs a code grid
+    prior = PixelCNNPrior(vq_config.model.vq.num_codes, config.prior.features, config.prior.layers)
+    params = jax.eval_shape(prior.init, abstract_key(), codes)
+    tx = optax.adam(config.optim.learning_rate)
+    opt_state = jax.eval_shape(tx.init, params)
+
+    def nll(params, codes):
+        logits = prior.apply(params, codes)
+        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, codes))
+
+    @jax.jit
+    def step(params, opt_state, codes):
+        loss, grads = jax.value_and_grad(nll)(params, codes)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    exported = jax.export.export(step, platforms=[platform])(params, opt_state, codes)
+    assert exported.platforms == (platform,)
+    new_params, new_opt_state, loss = jax.tree.unflatten(exported.out_tree, exported.out_avals)
+    assert signature((new_params, new_opt_state)) == signature((params, opt_state))
+    assert loss.shape == ()
+
+
+@pytest.mark.skipif(not onednn.available(), reason="the oneDNN kernels are not built on this machine")
+def test_cpu_only_conv_form_does_not_export_for_cuda(monkeypatch):
+    """The check can fail: the oneDNN FFI calls, registered for XLA:CPU only, are refused.
+
+    `jax.export` rejects them as custom calls without a compatibility guarantee: JAX itself lowers an
+    FFI call for any platform, and only XLA, compiling for the GPU, would find no handler for it. The
+    kernels' per-shape self-check is skipped: it runs them (~25 s here) and says nothing about lowering.
+    """
+    monkeypatch.setattr(onednn, "verified", lambda *args, **kwargs: True)
+    config = load_config("beta_vae", "smoke")
+    config.model.conv_impl = "onednn"
+    shape = data_shape(config.data.name)
+    state = abstract_state(config, shape)
+    step, batch = loop_step(config, shape)
+    with pytest.raises(ValueError, match=NO_GUARANTEE) as error:
+        jax.export.export(step, platforms=["cuda"])(state, batch, abstract_key())
+    assert "vae_onednn_conv_fwd" in str(error.value)

@@ -1,5 +1,0 @@
-import sys
-
-from vae_jax.native import main
-
-sys.exit(main())

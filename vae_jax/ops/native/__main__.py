@@ -1,0 +1,5 @@
+import sys
+
+from vae_jax.ops.native import main
+
+sys.exit(main())
