@@ -1,7 +1,9 @@
-"""Subprocess worker: a 4-member vmapped sweep and each member trained alone, three steps each.
+"""Subprocess worker: a 4-member sweep in each vectorization and each member trained alone, three
+steps each.
 
-  python tests/sweep_worker.py {vae|vqvae_ema} OUT.npz
-Saves member i's parameters from the sweep as `sweep/<i>/<path>` and alone as `alone/<i>/<path>`.
+  python tests/sweep_worker.py {vae|vqvae_ema} OUT.npz [vmap,map]
+Saves member i's parameters from the sweep in form `v` as `<v>/<i>/<path>` and alone as
+`alone/<i>/<path>`; the members are trained alone once for all forms.
 """
 
 import sys
@@ -23,9 +25,8 @@ def flat(tree, prefix):
     return {prefix + jax.tree_util.keystr(p): np.asarray(v) for p, v in leaves}
 
 
-def main(kind: str, out: str, vectorize: str = "auto") -> None:
+def main(kind: str, out: str, vectorizations: str = "vmap,map") -> None:
     config = small_config(kind)
-    config.sweep.vectorize = vectorize
     config.optim.learning_rate = 3e-3
     if kind == "vqvae_ema":
         # Few code vectors per batch: a nearest-code argmin is discontinuous, and with thousands of
@@ -36,18 +37,21 @@ def main(kind: str, out: str, vectorize: str = "auto") -> None:
     model = build_model(config, (28, 28, 1))
     mesh = sharding.make_mesh(num_sweep=sweep._sweep_axis(len(configs)))
     images = np.random.default_rng(0).random((3, 32, 28, 28, 1)).astype(np.float32)
-    states, rngs = sweep.create_sweep_state(model, configs, (28, 28, 1))
     members = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("sweep"))
-    states, rngs = jax.device_put(states, members), jax.device_put(rngs, members)
-    step = sweep.make_sweep_step(config, mesh)
-    for batch in images:
-        states, _ = step(states, sharding.global_batch(batch, mesh), rngs)
     result = {"__sweep_axis__": np.array(mesh.shape["sweep"])}
+    for vectorize in vectorizations.split(","):
+        config.sweep.vectorize = vectorize
+        states, rngs = sweep.create_sweep_state(model, configs, (28, 28, 1))
+        states, rngs = jax.device_put(states, members), jax.device_put(rngs, members)
+        step = sweep.make_sweep_step(config, mesh)
+        for batch in images:
+            states, _ = step(states, sharding.global_batch(batch, mesh), rngs)
+        for i in range(len(configs)):
+            member = jax.tree.map(lambda x, i=i: x[i], {"p": states.params, "m": states.model_state})
+            result.update(flat(member, f"{vectorize}/{i}/"))
+    single = jax.jit(make_train_step(config.loss.likelihood, config.data.binarize))
     for i, c in enumerate(configs):
-        member = jax.tree.map(lambda x, i=i: x[i], {"p": states.params, "m": states.model_state})
-        result.update(flat(member, f"sweep/{i}/"))
         alone = create_train_state(model, c, (28, 28, 1), jax.random.fold_in(jax.random.key(c.seed), 0))
-        single = jax.jit(make_train_step(c.loss.likelihood, c.data.binarize))
         for batch in images:
             alone, _ = single(alone, batch, jax.random.fold_in(jax.random.key(c.seed), 1))
         result.update(flat({"p": alone.params, "m": alone.model_state}, f"alone/{i}/"))

@@ -44,35 +44,36 @@ def test_malformed_specs_are_rejected_before_compiling(spec, message):
         validate_config(c)
 
 
-def _run_worker(kind, devices, out, vectorize):
+def _run_worker(kind, devices, out):
     env = dict(os.environ, XLA_FLAGS=device_count_flags(devices), JAX_PLATFORMS="cpu")
     env["PYTHONPATH"] = str(ROOT)
-    cmd = [sys.executable, str(ROOT / "tests/sweep_worker.py"), kind, str(out), vectorize]
+    cmd = [sys.executable, str(ROOT / "tests/sweep_worker.py"), kind, str(out), "vmap,map"]
     subprocess.run(cmd, env=env, check=True)
     return dict(np.load(out))
 
 
-@pytest.mark.parametrize("vectorize", ["vmap", "map"])
 @pytest.mark.parametrize("devices", [1, 8])
 @pytest.mark.parametrize("kind", ["vae", "vqvae_ema"])
-def test_sweep_member_equals_the_same_config_trained_alone(kind, devices, vectorize, tmp_path):
-    result = _run_worker(kind, devices, tmp_path / "out.npz", vectorize)
+def test_sweep_member_equals_the_same_config_trained_alone(kind, devices, tmp_path):
+    """Both vectorizations ('vmap': one batched program, 'map': members unrolled), one process."""
+    result = _run_worker(kind, devices, tmp_path / "out.npz")
     axis = int(result.pop("__sweep_axis__"))
     assert axis == (1 if devices == 1 else 4)  # members sharded over 4 devices, batch over 2
-    swept = {k[len("sweep/") :]: v for k, v in result.items() if k.startswith("sweep/")}
     alone = {k[len("alone/") :]: v for k, v in result.items() if k.startswith("alone/")}
-    assert swept.keys() == alone.keys() and len({k.split("/")[0] for k in swept}) == 4
-    loose = 0
-    for k in swept:
-        # vmap sums in another order; Adam's m/sqrt(v) turns last-bit differences of near-zero
-        # gradients into differences of a few % of the learning rate (3e-3) on a handful of weights.
-        np.testing.assert_allclose(swept[k], alone[k], rtol=1e-5, atol=1e-4, err_msg=k)
-        loose += int(np.sum(~np.isclose(swept[k], alone[k], rtol=1e-5, atol=1e-6)))
-    # A handful over all parameters (counted together: one of an 8-element bias is not 0.1%).
-    assert loose < 0.001 * sum(v.size for v in swept.values()), loose
-    # Members really differ (the sweep is not four copies of one run).
-    paths = [k[2:] for k in swept if k.startswith("0/")]
-    assert any(not np.allclose(swept["0/" + p], swept["3/" + p]) for p in paths)
+    for vectorize in ("vmap", "map"):
+        swept = {k[len(vectorize) + 1 :]: v for k, v in result.items() if k.startswith(vectorize + "/")}
+        assert swept.keys() == alone.keys() and len({k.split("/")[0] for k in swept}) == 4
+        loose = 0
+        for k in swept:
+            # vmap sums in another order; Adam's m/sqrt(v) turns last-bit differences of near-zero
+            # gradients into differences of a few % of the learning rate (3e-3) on a handful of weights.
+            np.testing.assert_allclose(swept[k], alone[k], rtol=1e-5, atol=1e-4, err_msg=f"{vectorize} {k}")
+            loose += int(np.sum(~np.isclose(swept[k], alone[k], rtol=1e-5, atol=1e-6)))
+        # A handful over all parameters (counted together: one of an 8-element bias is not 0.1%).
+        assert loose < 0.001 * sum(v.size for v in swept.values()), (vectorize, loose)
+        # Members really differ (the sweep is not four copies of one run).
+        paths = [k[2:] for k in swept if k.startswith("0/")]
+        assert any(not np.allclose(swept["0/" + p], swept["3/" + p]) for p in paths)
 
 
 def test_sweep_preset_trains_all_members_in_one_process(tmp_path):
