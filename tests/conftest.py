@@ -5,6 +5,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# Two xdist workers share the 2 cores: one OpenMP thread each (oneDNN's kernels, PyTorch, BLAS)
+# instead of two teams spinning against each other and XLA's own threads.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 # One persistent compilation cache for the test processes and the subprocesses they start (set
 # before jax is imported, inherited through the environment): the same models compile in many
 # processes (xdist workers, CLI runs, per-ISA workers), and a cached program loads in a fraction
