@@ -10,7 +10,7 @@ import pytest
 
 from tests.helpers import CONFIGS, assert_same_params, cli, final_params, load_config, use_local_idx
 from vae_jax.train import train_and_evaluate
-from vae_jax.train.metrics_log import read_metrics
+from vae_jax.train.workdir import read_metrics
 
 RESULT_KEYS = {
     "vae": {"neg_elbo", "rec", "kl", "iwae_nll", "iwae_k", "bits_per_dim", "active_units"},

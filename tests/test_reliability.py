@@ -14,7 +14,7 @@ import pytest
 from tests.helpers import ROOT, cli, device_count_flags, load_config
 from vae_jax import data as data_lib
 from vae_jax.train import ConfigError, NonFiniteError, checkpoint, loop, train_and_evaluate, validate_config
-from vae_jax.train.metrics_log import MetricLogger, read_metrics
+from vae_jax.train.workdir import Workdir, read_metrics
 
 
 @pytest.mark.parametrize(
@@ -143,13 +143,13 @@ def test_non_finite_loss_stops_with_step_and_metric_and_keeps_good_checkpoint(tm
 
 
 def test_torn_metrics_line_is_skipped_and_logging_continues(tmp_path):
-    logger = MetricLogger(tmp_path, tensorboard=False)
+    logger = Workdir(tmp_path, tensorboard=False)
     logger.log(1, "train", {"loss": 1.0})
     logger.close()
     with open(tmp_path / "metrics.jsonl", "a") as f:
         f.write('{"step": 2, "split": "tr')  # a crash mid-write
     assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1]
-    logger = MetricLogger(tmp_path, tensorboard=False)
+    logger = Workdir(tmp_path, tensorboard=False)
     logger.log(3, "train", {"loss": float("nan")})
     logger.close()
     assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1, 3]

@@ -12,8 +12,8 @@ import pytest
 from experiments.ablations import vqvae_ema_commitment
 from tests.helpers import ROOT, cli, device_count_flags, load_config
 from vae_jax.train import ConfigError, validate_config
-from vae_jax.train.metrics_log import read_metrics
 from vae_jax.train.sweep import parse_sweep
+from vae_jax.train.workdir import read_metrics
 
 
 def test_spec_product_and_zip():
