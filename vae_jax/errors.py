@@ -10,3 +10,11 @@ class UserError(Exception):
 
     The message names what is wrong (the field, path or value) and what to change.
     """
+
+
+class ConfigError(UserError, ValueError):
+    """A config value that cannot work; the message says which field and what is allowed."""
+
+
+class DataError(UserError, ValueError):
+    """A data file that cannot be read, or that does not hold what the config expects."""

@@ -23,13 +23,19 @@ from vae_jax.train.validate import ConfigError
 from vae_jax.train.workdir import Workdir
 
 
-def _vqvae(prior_config):
+def _check_vqvae_workdir(prior_config) -> Path:
+    """The VQ-VAE's workdir; ConfigError (before anything is written or loaded) if it holds none."""
     vq_dir = Path(prior_config.prior.vqvae_workdir)
     if not (vq_dir / "config.json").exists():
         raise ConfigError(
             f"config.prior.vqvae_workdir={str(vq_dir)!r} is invalid: it holds no trained VQ-VAE "
             "(config.json missing); train one there first (experiments/vq_vae.py)"
         )
+    return vq_dir
+
+
+def _vqvae(prior_config):
+    vq_dir = _check_vqvae_workdir(prior_config)
     vq_config = ml_collections.ConfigDict(json.loads((vq_dir / "config.json").read_text()))
     vq_config.data.update(prior_config.data.to_dict())  # where the data lives may differ here
     dataset, model, _, state = loop.setup(vq_config)
@@ -62,6 +68,7 @@ def train_prior(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     Returns:
       The results (also in results.json).
     """
+    _check_vqvae_workdir(config)
     writer = Workdir(workdir)
     try:
         writer.write_config(config)
