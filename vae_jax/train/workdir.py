@@ -130,7 +130,6 @@ class Workdir:
     def __init__(self, path: str | Path, tensorboard: bool = True, jsonl: JsonlWriter | None = None):
         self.path = check_workdir(path)
         self.enabled = jax.process_index() == 0
-        self.tensorboard = tensorboard
         self._jsonl, self._writer = jsonl, None
         if self.enabled:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -146,7 +145,7 @@ class Workdir:
         return self.path / "images"
 
     def member(self, path: str | Path, **fields: Any) -> "Workdir":
-        """A writer for a sweep member: its own TensorBoard events in path, and records
+        """A writer for a sweep member: its own TensorBoard run in path, and records
         in this workdir's metrics.jsonl carrying `fields`.
 
         Args:
@@ -157,7 +156,7 @@ class Workdir:
           The member's Workdir (close it before this one).
         """
         jsonl = self._jsonl.with_fields(**fields) if self.enabled else None
-        return Workdir(path, self.tensorboard, jsonl)
+        return Workdir(path, tensorboard=True, jsonl=jsonl)
 
     def write_config(self, config: ml_collections.ConfigDict) -> None:
         """config.json: the resolved config."""
