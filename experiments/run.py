@@ -34,7 +34,8 @@ class _QuietOrbax(logging.logging.Filter):
     """Drops the per-save INFO chatter of Orbax (which logs through absl) so progress stays readable."""
 
     def filter(self, record):
-        return record.levelno >= logging.WARNING or "/orbax/" not in record.pathname
+        # Python's WARNING (30), not absl's (-1), which every record's level exceeds.
+        return record.levelno >= logging.logging.WARNING or "/orbax/" not in record.pathname
 
 
 def _fail(message: str) -> None:
@@ -46,7 +47,7 @@ def main(argv):
     del argv
     allocator.keep_freed_memory()  # before XLA allocates; VAE_JAX_MALLOC=system keeps glibc's defaults
     if not _VERBOSE.value:
-        logging.get_absl_handler().addFilter(_QuietOrbax())
+        logging.get_absl_logger().addFilter(_QuietOrbax())
     config = _CONFIG.value
     workdir = _WORKDIR.value or Path("runs") / config.name  # e.g. runs/beta_vae_quick
     logging.info("JAX %s, devices: %s", jax.__version__, jax.devices())

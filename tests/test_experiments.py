@@ -84,7 +84,9 @@ def test_published_defaults():
 def test_cli_overrides_default_workdir_and_eval_mode(tmp_path):
     args = ["--config=" + str(Path("experiments/beta_vae.py").absolute()) + ":smoke"]
     args += ["--config.loss.beta=0.5", "--config.train.num_steps=4"]
-    cli(*args, cwd=tmp_path)
+    result = cli(*args, cwd=tmp_path)
+    assert "steps/s" in result.stderr and "ETA" in result.stderr  # clu's progress line
+    assert "/orbax/" not in result.stderr and "checkpoint_manager.py" not in result.stderr  # quiet
     workdir = tmp_path / "runs" / "beta_vae_smoke"
     assert json.loads((workdir / "config.json").read_text())["loss"]["beta"] == 0.5
     (workdir / "results.json").unlink()
