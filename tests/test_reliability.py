@@ -89,6 +89,11 @@ def test_cli_reports_a_workdir_that_is_a_file_in_one_line(tmp_path):
     )  # fmt: skip
 
 
+def test_cli_reports_eval_without_checkpoints_in_one_line(tmp_path):
+    result = cli(BETA_VAE_SMOKE, f"--workdir={tmp_path}/w", "--mode=eval", check=False)
+    _assert_one_line(result, f"error: no checkpoints/ in {tmp_path}/w: train first (--mode=train)")
+
+
 def test_cli_reports_a_missing_local_dir_before_looking_for_data(tmp_path):
     args = (
         "--config.data.name=mnist",
