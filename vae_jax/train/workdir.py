@@ -60,7 +60,7 @@ class JsonlWriter(metric_writers.MetricWriter):
     Other kinds of summaries are not written here (TensorBoard and images/ hold them).
     """
 
-    def __init__(self, path: str | Path, fields: Mapping[str, Any] | None = None, _file=None):
+    def __init__(self, path: str | Path | None, fields: Mapping[str, Any] | None = None, _file=None):
         self.fields = dict(fields or {})
         self._owner = _file is None
         self._file = _file if _file is not None else self._open(Path(path))
