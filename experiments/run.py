@@ -2,16 +2,22 @@
 
   python -m experiments.run --config=experiments/beta_vae.py:quick \
       [--config.loss.beta=8.0 ...] [--workdir=runs/mine] [--mode=train|eval]
+
+Errors the user can fix (`vae_jax.errors.UserError`, and bad flags) end in one line
+and exit code 2; anything else is a bug and keeps its traceback.
 """
 
 import sys
+import traceback
 from pathlib import Path
 
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
+from ml_collections.config_flags import config_path
 
-from vae_jax import data, train
+from vae_jax import train
+from vae_jax.errors import UserError
 from vae_jax.ops import allocator
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:preset].")
@@ -20,30 +26,28 @@ _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"], "Train (resuming) 
 _ALLOW_CHANGE = flags.DEFINE_bool(
     "allow_config_change", False, "Resume a workdir even though its saved config differs."
 )
-_VERBOSE = flags.DEFINE_bool("verbose", False, "Show the full traceback of errors.")
-
-# Errors that are the user's to fix: one line, non-zero exit, no traceback (unless --verbose).
-USER_ERRORS = (
-    train.ConfigError,
-    data.DatasetUnavailableError,
-    train.NonFiniteError,
-    FileNotFoundError,
-    ValueError,
-)
+_VERBOSE = flags.DEFINE_bool("verbose", False, "Show Orbax's INFO lines and the traceback of user errors.")
 flags.mark_flags_as_required(["config"])
 
 
-class _QuietLibraries(logging.logging.Filter):
-    """Drops the per-save INFO chatter of Orbax so the progress line stays readable."""
+class _QuietOrbax(logging.logging.Filter):
+    """Drops the per-save INFO chatter of Orbax (which logs through absl) so progress stays readable."""
 
     def filter(self, record):
-        return record.levelno >= logging.WARNING or "/orbax/" not in record.pathname
+        # Python's WARNING (30), not absl's (-1), which every record's level exceeds.
+        return record.levelno >= logging.logging.WARNING or "/orbax/" not in record.pathname
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def main(argv):
     del argv
     allocator.keep_freed_memory()  # before XLA allocates; VAE_JAX_MALLOC=system keeps glibc's defaults
-    logging.get_absl_handler().addFilter(_QuietLibraries())
+    if not _VERBOSE.value:
+        logging.get_absl_logger().addFilter(_QuietOrbax())
     config = _CONFIG.value
     workdir = _WORKDIR.value or Path("runs") / config.name  # e.g. runs/beta_vae_quick
     logging.info("JAX %s, devices: %s", jax.__version__, jax.devices())
@@ -53,22 +57,47 @@ def main(argv):
             results = train.evaluate_checkpoint(config, workdir)
         else:
             results = train.train_and_evaluate(config, workdir, _ALLOW_CHANGE.value)
-    except USER_ERRORS as e:
+    except UserError as e:
         if _VERBOSE.value:
             raise
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        _fail(str(e))
     logging.info("Results: %s", results)
 
 
+def _unknown_override(e: Exception, argv) -> str | None:
+    """The one-line message for an override of a field the config lacks, or None if e is not that.
+
+    ml_collections resolves `--config.a.b=v` in its config_path module, where a missing field
+    raises a bare KeyError or AttributeError (absl only wraps ValueError and TypeError); the
+    same types raised outside it (a config file's own bug) are not this error.
+    """
+    if not isinstance(e, KeyError | AttributeError):
+        return None
+    if all(frame.filename != config_path.__file__ for frame in traceback.extract_tb(e.__traceback__)):
+        return None
+    text = str(e).strip("'\"").replace("\\n", " ").replace("\\'", "'").replace('\\"', '"')
+    field = text.split("'")[1] if text.count("'") >= 2 else text
+    flag = next((a for a in argv if a.startswith("--config.") and field in a.split("=")[0]), "--config.*")
+    return f"{flag.split('=')[0]}: the config has no field {field!r}. {text.split(' ', 1)[-1]}".strip()
+
+
 def parse_flags(argv):
-    """absl's flag parsing, but a bad --config (e.g. an unknown preset) ends in one line."""
+    """absl's flag parsing, but a bad --config (a missing file, an unknown preset or field)
+    ends in one line."""
     try:
-        return flags.FLAGS(argv)
+        args = flags.FLAGS(argv)
     except flags.Error as e:
         lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
-        print(f"error: {lines[-1] if lines else e}", file=sys.stderr)
-        sys.exit(2)
+        _fail(lines[-1] if lines else str(e))
+    except (KeyError, AttributeError) as e:
+        message = _unknown_override(e, argv)
+        if message is None:
+            raise
+        _fail(message)
+    path = config_flags.get_config_filename(flags.FLAGS["config"]).split(":", 1)[0]
+    if not Path(path).is_file():
+        _fail(f"--config={path}: no such config file")
+    return args
 
 
 if __name__ == "__main__":

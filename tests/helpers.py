@@ -1,6 +1,8 @@
 """Helpers shared by the run-level tests: load configs, run the CLI, read a workdir's state."""
 
 import importlib
+import json
+import math
 import os
 import subprocess
 import sys
@@ -62,3 +64,32 @@ def assert_same_params(a: dict, b: dict, rtol=1e-6):
     assert a.keys() == b.keys()
     for k in a:
         np.testing.assert_allclose(a[k], b[k], rtol=rtol, atol=1e-7, err_msg=k)
+
+
+def assert_workdir_contract(workdir, *, trained=True, checkpoints=True, record_fields=()) -> dict:
+    """Asserts what every trainer leaves in workdir (DESIGN.md, "Workdir"); returns results.json.
+
+    config.json and results.json are JSON objects; every line of metrics.jsonl is a JSON object
+    with an int `step`, a `split` in {train, eval} and float metrics; images/ (at any depth: a
+    sweep's are per member) holds a PNG; there are TensorBoard events. What differs per trainer:
+    `trained` (train records with a finite loss; pPCA has only its eval record), `checkpoints`
+    (a non-empty checkpoints/; neither pPCA nor the VQ prior checkpoints), `record_fields`
+    (non-metric keys of the records: a sweep's member index and swept values).
+    """
+    workdir = Path(workdir)
+    assert isinstance(json.loads((workdir / "config.json").read_text()), dict)
+    lines = (workdir / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]  # every line whole: no torn line either
+    assert records and all(isinstance(r, dict) for r in records)
+    for r in records:
+        assert isinstance(r["step"], int) and r["split"] in ("train", "eval"), r
+        metrics = {k: v for k, v in r.items() if k not in ("step", "split", *record_fields)}
+        assert all(isinstance(v, float) for v in metrics.values()), r
+    assert {r["split"] for r in records} == ({"train", "eval"} if trained else {"eval"})
+    assert all(math.isfinite(r["loss"]) for r in records if r["split"] == "train")
+    assert not checkpoints or any((workdir / "checkpoints").iterdir())
+    assert list(workdir.rglob("images/*.png"))
+    assert list(workdir.rglob("events.out.tfevents.*"))
+    results = json.loads((workdir / "results.json").read_text())
+    assert isinstance(results, dict)
+    return results

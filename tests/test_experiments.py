@@ -8,9 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import CONFIGS, assert_same_params, cli, final_params, load_config, use_local_idx
+from tests.helpers import (
+    CONFIGS,
+    assert_same_params,
+    assert_workdir_contract,
+    cli,
+    final_params,
+    load_config,
+    use_local_idx,
+)
 from vae_jax.train import train_and_evaluate
-from vae_jax.train.metrics_log import read_metrics
 
 RESULT_KEYS = {
     "vae": {"neg_elbo", "rec", "kl", "iwae_nll", "iwae_k", "bits_per_dim", "active_units"},
@@ -20,22 +27,17 @@ RESULT_KEYS = {
 }
 
 
-def assert_workdir_contract(workdir: Path, model_name: str):
+def assert_config_workdir(workdir: Path, model_name: str):
+    """The shared workdir contract, plus what a config of model_name must show in it."""
+    closed_form = model_name == "ppca"  # no training loop: no train records or checkpoints
+    results = assert_workdir_contract(workdir, trained=not closed_form, checkpoints=not closed_form)
     config = json.loads((workdir / "config.json").read_text())
     assert config["model"]["name"] == model_name
-    records = read_metrics(workdir / "metrics.jsonl")
-    closed_form = model_name == "ppca"  # no training loop: no train records, checkpoints or events
-    assert {r["split"] for r in records} == ({"eval"} if closed_form else {"train", "eval"})
-    assert all(isinstance(r["step"], int) for r in records)
-    train = [r for r in records if r["split"] == "train"]
-    assert all(np.isfinite(r["loss"]) for r in train)
-    assert closed_form or any((workdir / "checkpoints").iterdir())
     pngs = {p.name.split("_")[0] for p in (workdir / "images").glob("*.png")}
     assert "reconstructions" in pngs
     if model_name == "vae":
         assert {"samples", "traversals"} <= pngs
-    assert closed_form or list(workdir.glob("events.out.tfevents.*"))
-    results = json.loads((workdir / "results.json").read_text())
+    assert list(workdir.glob("events.out.tfevents.*"))  # at the top, where TensorBoard is pointed
     assert RESULT_KEYS[model_name] <= results.keys()
     if model_name == "vae":  # L_k >= L_1: the IWAE NLL is at most the negative ELBO (sampling noise aside)
         assert results["iwae_nll"] <= results["neg_elbo"] + 1.0
@@ -47,7 +49,7 @@ def test_smoke_preset_writes_workdir_contract(name, tmp_path, idx_dir, tfds_dir)
     config = use_local_idx(load_config(name, "smoke"), idx_dir, tfds_dir)
     results = train_and_evaluate(config, tmp_path / "run")
     assert results["step"] == (0 if config.model.name == "ppca" else config.train.num_steps)
-    assert_workdir_contract(tmp_path / "run", config.model.name)
+    assert_config_workdir(tmp_path / "run", config.model.name)
 
 
 def test_presets_change_scale_not_dataset():
@@ -82,7 +84,9 @@ def test_published_defaults():
 def test_cli_overrides_default_workdir_and_eval_mode(tmp_path):
     args = ["--config=" + str(Path("experiments/beta_vae.py").absolute()) + ":smoke"]
     args += ["--config.loss.beta=0.5", "--config.train.num_steps=4"]
-    cli(*args, cwd=tmp_path)
+    result = cli(*args, cwd=tmp_path)
+    assert "steps/s" in result.stderr and "ETA" in result.stderr  # clu's progress line
+    assert "/orbax/" not in result.stderr and "checkpoint_manager.py" not in result.stderr  # quiet
     workdir = tmp_path / "runs" / "beta_vae_smoke"
     assert json.loads((workdir / "config.json").read_text())["loss"]["beta"] == 0.5
     (workdir / "results.json").unlink()
@@ -215,3 +219,4 @@ def test_vq_prior_trains_from_a_vqvae_checkpoint_and_samples(tmp_path, idx_dir, 
     assert 0 < results["prior_nll_bits_per_code"] < 1.5 * results["uniform_bits_per_code"]
     assert results["prior_bits_per_dim"] > 0
     assert (tmp_path / "prior" / "images" / "samples_12.png").exists()
+    assert assert_workdir_contract(tmp_path / "prior", checkpoints=False) == results

@@ -14,7 +14,7 @@ import pytest
 from tests.helpers import ROOT, cli, device_count_flags, load_config
 from vae_jax import data as data_lib
 from vae_jax.train import ConfigError, NonFiniteError, checkpoint, loop, train_and_evaluate, validate_config
-from vae_jax.train.metrics_log import MetricLogger, read_metrics
+from vae_jax.train.workdir import Workdir, read_metrics
 
 
 @pytest.mark.parametrize(
@@ -55,6 +55,97 @@ def test_cli_reports_a_bad_value_in_one_line_and_exits_nonzero(tmp_path):
     result = cli(f"--config={ROOT / 'experiments/beta_vae.py'}:quik", check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: ValueError: unknown preset 'quik'")
+
+
+BETA_VAE_SMOKE = f"--config={ROOT / 'experiments/beta_vae.py'}:smoke"
+
+
+def _assert_one_line(result, expect: str):
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == expect
+
+
+def test_cli_reports_a_misspelled_override_field_in_one_line(tmp_path):
+    result = cli(BETA_VAE_SMOKE, f"--workdir={tmp_path}/w", "--config.loss.bta=1", check=False)
+    _assert_one_line(
+        result,
+        """error: --config.loss.bta: the config has no field 'bta'. Did you mean "beta" instead of "bta"?""",
+    )
+    assert not (tmp_path / "w").exists()
+
+
+def test_cli_reports_a_missing_config_file_in_one_line(tmp_path):
+    result = cli(f"--config={tmp_path}/nope.py:smoke", f"--workdir={tmp_path}/w", check=False)
+    _assert_one_line(result, f"error: --config={tmp_path}/nope.py: no such config file")
+
+
+def test_cli_reports_a_workdir_that_is_a_file_in_one_line(tmp_path):
+    (tmp_path / "file").write_text("not a directory")
+    result = cli(BETA_VAE_SMOKE, f"--workdir={tmp_path}/file", check=False)
+    _assert_one_line(
+        result, f"error: --workdir={tmp_path}/file is invalid: {tmp_path}/file is a file, not a directory; "
+        "pick another",
+    )  # fmt: skip
+
+
+def test_cli_reports_eval_without_checkpoints_in_one_line(tmp_path):
+    result = cli(BETA_VAE_SMOKE, f"--workdir={tmp_path}/w", "--mode=eval", check=False)
+    _assert_one_line(result, f"error: no checkpoints/ in {tmp_path}/w: train first (--mode=train)")
+
+
+def test_cli_reports_a_missing_local_dir_before_looking_for_data(tmp_path):
+    args = (
+        "--config.data.name=mnist",
+        "--config.data.source=auto",
+        f"--config.data.local_dir={tmp_path}/nope",
+    )
+    result = cli(
+        f"--config={ROOT / 'experiments/vae.py'}:smoke", f"--workdir={tmp_path}/w", *args, check=False
+    )
+    _assert_one_line(
+        result, f"error: config.data.local_dir='{tmp_path}/nope' is invalid: no such directory; "
+        "point it at the directory that holds the idx files",
+    )  # fmt: skip
+    assert not (tmp_path / "w").exists()  # stopped before the workdir, the data and TFDS's download
+
+
+@pytest.fixture
+def run_module():
+    """experiments.run with its flags parsed in this process (reset afterwards)."""
+    from absl import flags
+
+    from experiments import run
+
+    yield run
+    flags.FLAGS.unparse_flags()
+
+
+@pytest.mark.parametrize("bug", [ValueError("a bug of ours"), TypeError("a bug of ours")])
+def test_cli_keeps_the_traceback_of_a_bug(bug, tmp_path, monkeypatch, run_module):
+    import vae_jax.train
+
+    def broken(*args, **kwargs):
+        raise bug
+
+    monkeypatch.setattr(vae_jax.train, "train_and_evaluate", broken)
+    run_module.parse_flags(["run", BETA_VAE_SMOKE, f"--workdir={tmp_path}/w"])
+    with pytest.raises(type(bug), match="a bug of ours"):  # not SystemExit: app.run prints its traceback
+        run_module.main([])
+
+
+def test_cli_ends_a_user_error_in_one_line_in_process(tmp_path, monkeypatch, capsys, run_module):
+    import vae_jax.train
+
+    def broken(*args, **kwargs):
+        raise ConfigError("config.loss.beta=-1.0 is invalid: must be >= 0")
+
+    monkeypatch.setattr(vae_jax.train, "train_and_evaluate", broken)
+    run_module.parse_flags(["run", BETA_VAE_SMOKE, f"--workdir={tmp_path}/w"])
+    with pytest.raises(SystemExit) as e:
+        run_module.main([])
+    assert e.value.code == 2
+    assert capsys.readouterr().err == "error: config.loss.beta=-1.0 is invalid: must be >= 0\n"
 
 
 def test_batch_that_does_not_divide_over_devices(tmp_path):
@@ -143,13 +234,13 @@ def test_non_finite_loss_stops_with_step_and_metric_and_keeps_good_checkpoint(tm
 
 
 def test_torn_metrics_line_is_skipped_and_logging_continues(tmp_path):
-    logger = MetricLogger(tmp_path, tensorboard=False)
+    logger = Workdir(tmp_path, tensorboard=False)
     logger.log(1, "train", {"loss": 1.0})
     logger.close()
     with open(tmp_path / "metrics.jsonl", "a") as f:
         f.write('{"step": 2, "split": "tr')  # a crash mid-write
     assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1]
-    logger = MetricLogger(tmp_path, tensorboard=False)
+    logger = Workdir(tmp_path, tensorboard=False)
     logger.log(3, "train", {"loss": float("nan")})
     logger.close()
     assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1, 3]

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from experiments.ablations import vqvae_ema_commitment
-from tests.helpers import ROOT, cli, device_count_flags, load_config
+from tests.helpers import ROOT, assert_workdir_contract, cli, device_count_flags, load_config
 from vae_jax.train import ConfigError, validate_config
-from vae_jax.train.metrics_log import read_metrics
 from vae_jax.train.sweep import parse_sweep
+from vae_jax.train.workdir import read_metrics
 
 
 def test_spec_product_and_zip():
@@ -93,6 +93,9 @@ def test_sweep_preset_trains_all_members_in_one_process(tmp_path):
     assert sorted(r["member"] for r in train) == [0, 1, 2, 3]
     assert all("loss.beta" in r and "seed" in r for r in train)
     assert json.loads((workdir / "members" / "3" / "results.json").read_text())["loss.beta"] == 4
+    results = assert_workdir_contract(workdir, record_fields=("member", "loss.beta", "seed"))
+    assert [r["member"] for r in results["members"]] == [int(r["member"]) for r in rows] == [0, 1, 2, 3]
+    assert all(list((workdir / "members" / str(m)).glob("events.out.tfevents.*")) for m in range(4))
 
 
 def test_sweep_resumes_as_one_unit(tmp_path):

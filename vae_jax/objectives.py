@@ -10,6 +10,8 @@ Beta is applied in exactly one place, `vae_loss`.
 import jax
 import jax.numpy as jnp
 
+from vae_jax.errors import ConfigError
+
 Metrics = dict[str, jax.Array]
 _LOG_2PI = jnp.log(2.0 * jnp.pi)
 
@@ -73,7 +75,7 @@ def reconstruction_log_likelihood(
         return bernoulli_log_likelihood(decoder_out, x)
     if likelihood == "gaussian":
         return gaussian_log_likelihood(decoder_out, x, jnp.asarray(log_scale))
-    raise ValueError(f"unknown likelihood {likelihood!r}; valid: 'bernoulli', 'gaussian'")
+    raise ConfigError(f"unknown likelihood {likelihood!r}; valid: 'bernoulli', 'gaussian'")
 
 
 def capacity(step: jax.Array, c_max: jax.Array, anneal_steps: jax.Array) -> jax.Array:

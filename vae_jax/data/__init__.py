@@ -17,6 +17,7 @@ from vae_jax.data.sources import (
     get_ground_truth_data,
     load_image_splits,
 )
+from vae_jax.errors import ConfigError
 
 __all__ = [
     "BINARIZE",
@@ -77,12 +78,12 @@ def load_dataset(config: ml_collections.ConfigDict) -> Dataset:
             ),
         )
     if cfg.name not in IMAGE_DATASETS:
-        raise ValueError(f"data.name={cfg.name!r} is not a known dataset; valid: {list(DATASETS)}")
+        raise ConfigError(f"data.name={cfg.name!r} is not a known dataset; valid: {list(DATASETS)}")
     splits = load_image_splits(cfg, config.eval.split)
     train = splits.train
     if cfg.held_out_class >= 0:  # anomaly detection: train without one class
         if splits.train_labels is None:
-            raise ValueError(f"data.held_out_class needs labels; {cfg.name} has none")
+            raise ConfigError(f"data.held_out_class needs labels; {cfg.name} has none")
         train = train[splits.train_labels != cfg.held_out_class]
     if cfg.get("max_train_examples"):
         train = train[: cfg.max_train_examples]

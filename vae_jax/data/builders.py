@@ -10,6 +10,7 @@ import tensorflow_datasets as tfds
 
 from vae_jax.data import dsprites
 from vae_jax.data.idx import IDX_FILES, find_idx_file, read_idx
+from vae_jax.errors import DataError
 
 IDX_DATASETS = {
     "mnist": 10,
@@ -55,7 +56,7 @@ class LocalIdx(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, images_path, labels_path):
         images, labels = read_idx(images_path), read_idx(labels_path)
         if images.ndim != 3 or len(images) != len(labels):
-            raise ValueError(f"{images_path}: expected [N, 28, 28] images matching {len(labels)} labels")
+            raise DataError(f"{images_path}: expected [N, 28, 28] images matching {len(labels)} labels")
         for i, (image, label) in enumerate(zip(images, labels, strict=True)):
             yield i, {"image": image[..., None], "label": int(label)}
 

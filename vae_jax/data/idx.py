@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vae_jax.errors import DataError
+
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -20,14 +22,14 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     with opener(path, "rb") as f:
         data = f.read()
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _DTYPES:
-        raise ValueError(f"{path} is not an idx file (bad magic number {data[:4]!r})")
+        raise DataError(f"{path} is not an idx file (bad magic number {data[:4]!r})")
     ndim = data[3]
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_DTYPES[data[2]])
     offset = 4 + 4 * ndim
     expected = int(np.prod(shape)) * dtype.itemsize
     if len(data) - offset != expected:
-        raise ValueError(
+        raise DataError(
             f"{path} is truncated or corrupt: header says {shape} ({expected} bytes), "
             f"file has {len(data) - offset} bytes of data"
         )

@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from vae_jax.errors import ConfigError
+
 
 @functools.lru_cache(maxsize=4)
 def _cached_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
@@ -30,7 +32,7 @@ def global_batch_indices(num_examples: int, batch_size: int, seed: int, step: in
     """Indices of the global batch at `step`; epochs drop their last partial batch."""
     steps_per_epoch = num_examples // batch_size
     if steps_per_epoch == 0:
-        raise ValueError(f"batch size {batch_size} exceeds the {num_examples} training examples")
+        raise ConfigError(f"train.batch_size={batch_size} exceeds the {num_examples} training examples")
     epoch, pos = divmod(step, steps_per_epoch)
     return epoch_permutation(num_examples, seed, epoch)[pos * batch_size : (pos + 1) * batch_size]
 
@@ -38,7 +40,7 @@ def global_batch_indices(num_examples: int, batch_size: int, seed: int, step: in
 def process_slice(global_batch: int, process_index: int, process_count: int) -> slice:
     """This process's rows of the global batch."""
     if global_batch % process_count:
-        raise ValueError(f"batch size {global_batch} does not divide over {process_count} processes")
+        raise ConfigError(f"train.batch_size={global_batch} does not divide over {process_count} processes")
     per = global_batch // process_count
     return slice(process_index * per, (process_index + 1) * per)
 

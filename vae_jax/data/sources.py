@@ -11,6 +11,7 @@ import tensorflow_datasets as tfds
 from vae_jax.data import builders
 from vae_jax.data.dsprites import DSprites
 from vae_jax.data.idx import IDX_FILES, find_idx_file
+from vae_jax.errors import ConfigError, UserError
 
 DEFAULT_LOCAL_DIRS = {"fashion_mnist": "/usr/share/datasets/fashion-mnist"}
 GROUND_TRUTH = {"dsprites": DSprites}
@@ -25,7 +26,7 @@ IMAGE_DATASETS = (
 BINARIZE = ("none", "threshold", "dynamic")
 
 
-class DatasetUnavailableError(RuntimeError):
+class DatasetUnavailableError(UserError, RuntimeError):
     """A dataset could not be found locally nor prepared by TFDS."""
 
 
@@ -43,7 +44,7 @@ class ImageSplits:
 def get_ground_truth_data(name: str):
     """The ground-truth-factor source called `name` (factor_names, sample_factors, ...)."""
     if name not in GROUND_TRUTH:
-        raise ValueError(f"no ground-truth-factor dataset {name!r}; valid: {sorted(GROUND_TRUTH)}")
+        raise ConfigError(f"no ground-truth-factor dataset {name!r}; valid: {sorted(GROUND_TRUTH)}")
     return GROUND_TRUTH[name]()
 
 
@@ -105,11 +106,11 @@ def load_image_splits(cfg: ml_collections.ConfigDict, eval_split: str) -> ImageS
     n = builder.info.splits["train"].num_examples
     v = int(cfg.validation_size)
     if not 0 <= v < n:
-        raise ValueError(f"data.validation_size={v} must be in [0, {n}) for {cfg.name}")
+        raise ConfigError(f"data.validation_size={v} must be in [0, {n}) for {cfg.name}")
     train_split = f"train[:{n - v}]" if v else "train"
     eval_splits = {"validation": f"train[{n - v}:]", "test": "test", "train": train_split}
     if eval_split == "validation" and v == 0:
-        raise ValueError("eval.split='validation' needs data.validation_size > 0")
+        raise ConfigError("eval.split='validation' needs data.validation_size > 0")
     train, train_labels = _as_arrays(builder, train_split)
     evals, eval_labels = _as_arrays(builder, eval_splits[eval_split])
     features = builder.info.features

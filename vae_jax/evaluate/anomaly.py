@@ -9,6 +9,8 @@ the AUROC of that detection is reported per held-out class.
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from vae_jax.errors import ConfigError
+
 
 def held_out_class_auroc(
     labels: np.ndarray, held_out: int, per_example: dict[str, np.ndarray], log_lk: np.ndarray | None
@@ -16,7 +18,9 @@ def held_out_class_auroc(
     """AUROC of detecting class `held_out` among the eval examples by each anomaly score."""
     is_anomaly = np.asarray(labels) == held_out
     if is_anomaly.all() or not is_anomaly.any():
-        raise ValueError(f"held-out class {held_out} must be some but not all of the eval labels")
+        raise ConfigError(
+            f"data.held_out_class: held-out class {held_out} must be some but not all of the eval labels"
+        )
     scores = {"neg_elbo": per_example.get("neg_elbo"), "rec": per_example["rec"]}
     if log_lk is not None:
         scores["iwae_nll"] = -np.asarray(log_lk)

@@ -19,6 +19,7 @@ import numpy as np
 from sklearn import linear_model, svm
 from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 
+from vae_jax.errors import ConfigError
 from vae_jax.evaluate import information
 
 
@@ -241,7 +242,7 @@ def compute_metrics(
     results = {}
     for name in names:
         if name not in METRICS:
-            raise ValueError(f"unknown disentanglement metric {name!r}; valid: {sorted(METRICS)}")
+            raise ConfigError(f"unknown disentanglement metric {name!r}; valid: {sorted(METRICS)}")
         rng = np.random.default_rng(seed)
         results.update(METRICS[name](data, representation_fn, rng, **protocols.get(name, {})))
     return results

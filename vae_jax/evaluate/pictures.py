@@ -91,12 +91,12 @@ def manifold_grid(model, state, likelihood: str, size: int = 15, span: float = 2
 
 
 def write_pictures(
-    model, state, x: np.ndarray, workdir: str | Path, step: int, likelihood: str, rng: jax.Array,
+    model, state, x: np.ndarray, out_dir: str | Path, step: int, likelihood: str, rng: jax.Array,
     kl_per_dim: np.ndarray | None = None, dim_labels: list[str] | None = None,
     labels: np.ndarray | None = None, codes_x: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:  # fmt: skip
-    """Writes images/<kind>_<step>.png and returns the grids (for TensorBoard)."""
-    out_dir = Path(workdir) / "images"
+    """Writes out_dir/<kind>_<step>.png (a workdir's images/); returns the grids (for TensorBoard)."""
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     grids = {}
     n = min(len(x), 32)

@@ -5,6 +5,7 @@ from collections.abc import Callable, Sequence
 import flax.linen as nn
 import ml_collections
 
+from vae_jax.errors import ConfigError
 from vae_jax.models.autoencoders import VAE, VQVAE, AEOutput, Autoencoder, VAEOutput, VQVAEOutput
 from vae_jax.models.conv import ConvDecoder, ConvEncoder, num_params
 from vae_jax.models.mlp import MLPDecoder, MLPEncoder
@@ -43,7 +44,7 @@ def _encoder(cfg: ml_collections.ConfigDict, out_dim: int, spatial: bool = False
         return ConvEncoder(out_dim, tuple(cfg.channels), cfg.kernel, cfg.dense, spatial, cfg.conv_impl)
     if kind == "recurrent":
         return RecurrentEncoder(out_dim, cfg.rnn_hidden, cfg.cell)
-    raise ValueError(f"model.encoder={kind!r} is not known; valid: {list(NETWORKS)}")
+    raise ConfigError(f"model.encoder={kind!r} is not known; valid: {list(NETWORKS)}")
 
 
 def _decoder(cfg: ml_collections.ConfigDict, data_shape: Sequence[int], spatial=False) -> nn.Module:
@@ -55,7 +56,7 @@ def _decoder(cfg: ml_collections.ConfigDict, data_shape: Sequence[int], spatial=
         return ConvDecoder(tuple(data_shape), channels, cfg.kernel, cfg.dense, spatial, cfg.conv_impl)
     if kind == "recurrent":
         return RecurrentDecoder(tuple(data_shape), cfg.rnn_hidden, cfg.cell)
-    raise ValueError(f"model.decoder={kind!r} is not known; valid: {list(NETWORKS)}")
+    raise ConfigError(f"model.decoder={kind!r} is not known; valid: {list(NETWORKS)}")
 
 
 def _scale_kwargs(loss_cfg: ml_collections.ConfigDict) -> dict:
@@ -93,5 +94,5 @@ def build_model(config: ml_collections.ConfigDict, data_shape: Sequence[int]) ->
     """Builds `config.model.name` for examples of shape `data_shape` (without batch axis)."""
     name = config.model.name
     if name not in MODELS:
-        raise ValueError(f"model.name={name!r} is not a known model; valid: {sorted(MODELS)}")
+        raise ConfigError(f"model.name={name!r} is not a known model; valid: {sorted(MODELS)}")
     return MODELS[name](config.model, config.loss, tuple(data_shape))

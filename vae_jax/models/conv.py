@@ -15,13 +15,14 @@ import flax.linen as nn
 import jax
 import numpy as np
 
+from vae_jax.errors import ConfigError
 from vae_jax.models.layers import ConvSame, StridedConv, StridedConvTranspose
 
 
 def _downsampled_size(size: int, num_layers: int) -> int:
     factor = 2**num_layers
     if size % factor:
-        raise ValueError(
+        raise ConfigError(
             f"image size {size} is not divisible by 2^{num_layers} = {factor}: "
             f"use a conv architecture with fewer layers (model.channels) or resize the data"
         )

@@ -10,6 +10,8 @@ import dataclasses
 
 import numpy as np
 
+from vae_jax.errors import ConfigError
+
 _LOG_2PI = np.log(2 * np.pi)
 
 
@@ -27,7 +29,7 @@ class PPCA:
         x = np.asarray(x, np.float64).reshape(len(x), -1)
         n, d = x.shape
         if not 0 < num_components < d:
-            raise ValueError(f"num_components={num_components} must be in (0, {d})")
+            raise ConfigError(f"num_components={num_components} (model.latent_dim) must be in (0, {d})")
         mean = x.mean(0)
         _, singular, vt = np.linalg.svd(x - mean, full_matrices=False)
         eigenvalues = np.zeros(d)

@@ -6,12 +6,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vae_jax.errors import ConfigError
+
 _CELLS = {"lstm": nn.OptimizedLSTMCell, "gru": nn.GRUCell}
 
 
 def _cell(kind: str, features: int) -> nn.RNNCellBase:
     if kind not in _CELLS:
-        raise ValueError(f"unknown recurrent cell {kind!r}; valid: {sorted(_CELLS)}")
+        raise ConfigError(f"model.cell={kind!r} is not a known recurrent cell; valid: {sorted(_CELLS)}")
     return _CELLS[kind](features)
 
 

@@ -22,6 +22,7 @@ from collections.abc import Callable
 import jax
 from jax import lax
 
+from vae_jax.errors import ConfigError
 from vae_jax.ops import matmul, onednn
 
 IMPLS = ("auto", "onednn", "matmul", "xla")
@@ -37,12 +38,12 @@ def resolve_impl(impl: str, platform: str | None = None) -> str:
     ValueError saying what to do instead.
     """
     if impl not in IMPLS:
-        raise ValueError(f"model.conv_impl={impl!r} is not known; valid: {list(IMPLS)}")
+        raise ConfigError(f"model.conv_impl={impl!r} is not known; valid: {list(IMPLS)}")
     cpu = (platform or jax.default_backend()) == "cpu"
     if impl == "auto":
         return ("onednn" if onednn.available() else "matmul") if cpu else "xla"
     if impl == "onednn" and not (cpu and onednn.built()):
-        raise ValueError(
+        raise ConfigError(
             "model.conv_impl='onednn' needs the CPU backend and the oneDNN kernels: build them with "
             "`python -m vae_jax.ops.native` (needs g++ and the onednn-devel-cpu-gomp wheel: "
             "pip install -e '.[native]'), or set model.conv_impl='matmul'"

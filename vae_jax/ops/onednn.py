@@ -24,16 +24,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vae_jax.errors import ConfigError, UserError
 from vae_jax.ops import matmul, native
 
 
-class OneDNNCheckError(ValueError):
+class OneDNNCheckError(UserError, ValueError):
     """The oneDNN kernels failed their self-check on this machine (the config asked for them)."""
 
 
 def _call(name: str, shape, x: jax.Array, y: jax.Array) -> jax.Array:
     if x.dtype != jnp.float32 or y.dtype != jnp.float32:
-        raise ValueError(
+        raise ConfigError(
             f"model.conv_impl='onednn' computes in float32, got {x.dtype} and {y.dtype}: "
             "use float32 inputs and parameters, or set model.conv_impl='matmul'"
         )

@@ -8,9 +8,15 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy
 
+from vae_jax.errors import UserError
 
-class UnreadableCheckpointsError(ValueError):
+
+class UnreadableCheckpointsError(UserError, ValueError):
     """A workdir has checkpoints, but none can be restored into the run's state."""
+
+
+class MissingCheckpointError(UserError, FileNotFoundError):
+    """A workdir has no checkpoint to evaluate or to build on: train it first."""
 
 
 def make_manager(workdir: str | Path, keep: int = 3, async_save: bool = True) -> ocp.CheckpointManager:

@@ -5,24 +5,44 @@ results.json reports exact train and test log-likelihoods (nats per example and
 bits per dimension), plus reconstructions and samples in images/.
 """
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from vae_jax import data as data_lib
-from vae_jax import objectives, viz
+from vae_jax import objectives
 from vae_jax.models.ppca import PPCA
+from vae_jax.train.validate import ConfigError
+from vae_jax.train.workdir import Workdir
 
 
 def fit_and_evaluate(config, workdir: str | Path) -> dict:
-    """Fits pPCA with config.model.latent_dim components; writes the workdir files."""
-    workdir = Path(workdir)
-    (workdir / "images").mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+    """Fits pPCA with config.model.latent_dim components; writes the workdir files.
+
+    Args:
+      config: a config with model.name='ppca' and an in-memory dataset.
+      workdir: where config.json, metrics.jsonl (one eval record at step 0), images/,
+        results.json and TensorBoard events go (no checkpoints: nothing is trained).
+
+    Returns:
+      The results (also in results.json).
+    """
+    writer = Workdir(workdir)
+    try:
+        writer.write_config(config)
+        results = _fit(config, writer)
+        writer.log(0, "eval", results)
+        writer.write_results(results)
+    finally:
+        writer.close()
+    return results
+
+
+def _fit(config, writer: Workdir) -> dict:
+    """Fits and evaluates the pPCA; writes its image grids; returns the results."""
     dataset = data_lib.load_dataset(config)
     if dataset.train_images is None:
-        raise ValueError(f"model.name='ppca' needs an in-memory dataset; {dataset.name} is procedural")
+        raise ConfigError(f"model.name='ppca' needs an in-memory dataset; {dataset.name} is procedural")
     train = dataset.train_images.reshape(len(dataset.train_images), -1).astype(np.float64)
     test = dataset.eval_images.reshape(len(dataset.eval_images), -1).astype(np.float64)
     model = PPCA.fit(train, config.model.latent_dim)
@@ -45,10 +65,7 @@ def fit_and_evaluate(config, workdir: str | Path) -> dict:
         pairs = np.concatenate(
             [test[:n].reshape(-1, 8, *shape), model.reconstruct(test[:n]).reshape(-1, 8, *shape)], 1
         ).reshape(-1, *shape)
-        viz.save_grid(workdir / "images" / "reconstructions_0.png", pairs, 8)
+        writer.write_grid("reconstructions", 0, pairs, 8)
         samples = model.sample(64, np.random.default_rng(config.seed)).reshape(-1, *shape)
-        viz.save_grid(workdir / "images" / "samples_0.png", samples, 8)
-    (workdir / "results.json").write_text(json.dumps(results, indent=2))
-    with open(workdir / "metrics.jsonl", "a") as f:
-        f.write(json.dumps({"step": 0, "split": "eval", **results}) + "\n")
+        writer.write_grid("samples", 0, samples, 8)
     return results

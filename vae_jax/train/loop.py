@@ -3,10 +3,8 @@
 import dataclasses
 import functools
 import itertools
-import json
 import logging
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,20 +12,22 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from clu import periodic_actions
 
 from vae_jax import data as data_lib
+from vae_jax.errors import UserError
 from vae_jax.evaluate import anomaly, likelihood, pictures
 from vae_jax.evaluate import metrics as eval_metrics
 from vae_jax.evaluate.ground_truth import evaluate_ground_truth
 from vae_jax.models import VAE, VQVAE, build_model
 from vae_jax.train import checkpoint, sharding
-from vae_jax.train.metrics_log import MetricLogger
 from vae_jax.train.state import create_train_state
 from vae_jax.train.steps import make_eval_step, make_train_step
 from vae_jax.train.validate import check_resume_compatible, validate_config
+from vae_jax.train.workdir import Workdir, check_workdir
 
 
-class NonFiniteError(RuntimeError):
+class NonFiniteError(UserError, RuntimeError):
     """The loss or gradient became NaN/inf; the last good checkpoint is kept."""
 
 
@@ -67,7 +67,7 @@ def setup(config: ml_collections.ConfigDict):
     return dataset, model, mesh, state
 
 
-def evaluate(config, workdir, dataset, model, state, mesh, eval_step, logger, final=False) -> dict:
+def evaluate(config, writer: Workdir, dataset, model, state, mesh, eval_step, final=False) -> dict:
     """Evaluates on the eval set, writes pictures, logs an 'eval' record; returns the summary.
 
     The importance-weighted bound (config.eval.iwae_k samples) and disentanglement metrics
@@ -103,25 +103,14 @@ def evaluate(config, workdir, dataset, model, state, mesh, eval_step, logger, fi
         scores, dim_labels = evaluate_ground_truth(model, state, dataset, names, config.seed)
         summary.update(scores)
     grids = pictures.write_pictures(
-        model, state, dataset.eval_images[:64], workdir, step, config.loss.likelihood,
+        model, state, dataset.eval_images[:64], writer.images_dir, step, config.loss.likelihood,
         jax.random.fold_in(rng, 1), kl_per_dim=kl_per_dim, dim_labels=dim_labels,
         labels=dataset.eval_labels[:2000] if dataset.eval_labels is not None else None,
         codes_x=dataset.eval_images[:2000],
     )  # fmt: skip
-    logger.write_images(step, grids)
-    logger.log(step, "eval", summary)
+    writer.write_images(step, grids)
+    writer.log(step, "eval", summary)
     return summary
-
-
-def _progress(step, num_steps, start_step, t0, loss):
-    done = step - start_step
-    rate = done / max(time.time() - t0, 1e-9)
-    eta = (num_steps - step) / max(rate, 1e-9)
-    logging.info(
-        "step %d/%d  %.1f steps/s  ETA %dm%02ds  loss %.4f",
-        step, num_steps, rate, eta // 60, eta % 60, loss,
-    )  # fmt: skip
-    return rate
 
 
 def train_and_evaluate(
@@ -135,6 +124,7 @@ def train_and_evaluate(
     {"members": rows of sweep_results.csv}.
     """
     validate_config(config)
+    check_workdir(workdir)
     if config.model.name == "ppca":
         from vae_jax.train.closed_form import fit_and_evaluate
 
@@ -147,43 +137,48 @@ def train_and_evaluate(
         from vae_jax.train.sweep import train_sweep  # sweep builds on this module
 
         return {"members": train_sweep(config, workdir, allow_config_change)}
-    workdir = Path(workdir)
-    check_resume_compatible(workdir, config, allow_config_change)
-    workdir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(workdir / "config.json", config.to_json_best_effort(indent=2))
+    check_resume_compatible(Path(workdir), config, allow_config_change)
+    writer = Workdir(workdir)
+    writer.write_config(config)
+    try:
+        return _train(config, writer)
+    finally:
+        writer.close()
+
+
+def _train(config: ml_collections.ConfigDict, writer: Workdir) -> dict:
+    """The single run of train_and_evaluate, writing through writer; returns results.json."""
     dataset, model, mesh, state = setup(config)
-    manager = checkpoint.make_manager(workdir, config.train.keep_checkpoints)
+    manager = checkpoint.make_manager(writer.path, config.train.keep_checkpoints)
     restored = checkpoint.restore_latest(manager, state)
     if restored is not None:
         state = restored
-        logging.info("Resumed from step %d in %s", int(state.step), workdir)
+        logging.info("Resumed from step %d in %s", int(state.step), writer.path)
 
     repl, data_sh = sharding.replicated(mesh), sharding.data_sharding(mesh)
     train_step, dataset = jitted_train_step(config, dataset, mesh)
     eval_step = jax.jit(make_eval_step(config.loss.likelihood), in_shardings=(repl, data_sh, repl))
     train_rng = jax.random.fold_in(jax.random.key(config.seed), 1)
-    logger = MetricLogger(workdir)
 
-    def log(step, metrics, rate):
+    def log(step, metrics):
         _check_finite(state_box[0], metrics, step)
-        logger.log(step, "train", metrics, steps_per_sec=rate)
+        writer.log(step, "train", metrics)
 
     def run_eval(state):
-        evaluate(config, workdir, dataset, model, state, mesh, eval_step, logger)
+        evaluate(config, writer, dataset, model, state, mesh, eval_step)
 
     state_box = [state]
     try:
         state = run_steps(config, state_box, train_step, train_rng, dataset, mesh, manager, log, run_eval)
         checkpoint.save(manager, state, force=True)
         manager.wait_until_finished()
-        results = evaluate(config, workdir, dataset, model, state, mesh, eval_step, logger, final=True)
+        results = evaluate(config, writer, dataset, model, state, mesh, eval_step, final=True)
         results["step"] = int(jax.device_get(state.step))
-        _atomic_write(workdir / "results.json", json.dumps(results, indent=2))
+        writer.write_results(results)
         return results
     finally:
         manager.wait_until_finished()
         manager.close()
-        logger.close()
 
 
 def jitted_train_step(config, dataset, mesh):
@@ -245,13 +240,15 @@ def run_steps(config, state_box, train_step, rng, dataset, mesh, manager, log_fn
     """The training loop shared by single runs and sweeps; returns the final state.
 
     state_box[0] always holds the current state (so log_fn can read it); the loop logs
-    every train.log_every steps, checkpoints every train.checkpoint_every, evaluates
-    every eval.every, and on SIGINT/SIGTERM saves and exits with 128 + signal.
+    every train.log_every steps (with clu's progress line: steps/s and ETA), checkpoints every
+    train.checkpoint_every, evaluates every eval.every, and on SIGINT/SIGTERM saves and exits
+    with 128 + signal.
     """
     num_steps = config.train.num_steps
     start_step = checkpoint.state_step(state_box[0])
     batches = batch_stream(dataset, start_step, mesh)
-    t0 = time.time()
+    progress = periodic_actions.ReportProgress(num_train_steps=num_steps, every_steps=config.train.log_every)
+    progress(start_step)  # its first call only starts the clock
     try:
         with _StopRequested() as stop:
             for step in range(start_step + 1, num_steps + 1):
@@ -259,9 +256,8 @@ def run_steps(config, state_box, train_step, rng, dataset, mesh, manager, log_fn
                 state_box[0], metrics = train_step(state_box[0], batch, rng)
                 last = step == num_steps
                 if step % config.train.log_every == 0 or last or stop.signum:
-                    metrics = jax.device_get(metrics)
-                    rate = _progress(step, num_steps, start_step, t0, float(np.mean(metrics["loss"])))
-                    log_fn(step, metrics, rate)
+                    log_fn(step, jax.device_get(metrics))
+                progress(step)
                 if stop.signum:
                     logging.warning("Signal %d: saving step %d and exiting.", stop.signum, step)
                     checkpoint.save(manager, state_box[0], force=True)
@@ -291,35 +287,30 @@ def _check_finite(state, metrics, step: int) -> None:
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     """--mode=eval: restores the latest checkpoint of workdir and evaluates it."""
     validate_config(config)
-    workdir = Path(workdir)
+    workdir = check_workdir(workdir)
     if not (workdir / "checkpoints").is_dir():
-        raise FileNotFoundError(f"no checkpoints/ in {workdir}: train first (--mode=train)")
+        raise checkpoint.MissingCheckpointError(f"no checkpoints/ in {workdir}: train first (--mode=train)")
     dataset, model, mesh, state = setup(config)
     manager = checkpoint.make_manager(workdir, config.train.keep_checkpoints)
     restored = checkpoint.restore_latest(manager, state)
     manager.close()
     if restored is None:
-        raise FileNotFoundError(f"no readable checkpoint in {workdir / 'checkpoints'}; train first")
+        raise checkpoint.MissingCheckpointError(
+            f"no readable checkpoint in {workdir / 'checkpoints'}; train first"
+        )
     repl, data_sh = sharding.replicated(mesh), sharding.data_sharding(mesh)
     eval_step = jax.jit(
         make_eval_step(config.loss.likelihood),
         in_shardings=(repl, data_sh, repl),
     )
-    logger = MetricLogger(workdir)
+    writer = Workdir(workdir)
     try:
-        results = evaluate(config, workdir, dataset, model, restored, mesh, eval_step, logger, final=True)
+        results = evaluate(config, writer, dataset, model, restored, mesh, eval_step, final=True)
+        results["step"] = int(jax.device_get(restored.step))
+        writer.write_results(results)
     finally:
-        logger.close()
-    results["step"] = int(jax.device_get(restored.step))
-    _atomic_write(workdir / "results.json", json.dumps(results, indent=2))
+        writer.close()
     return results
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Writes text to path via a rename, so a crash leaves the old file or the new one."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 __all__ = ["NonFiniteError", "evaluate_checkpoint", "train_and_evaluate"]

@@ -7,7 +7,6 @@ VQ-VAE, to images/samples_<step>.png.
 """
 
 import json
-import logging
 from pathlib import Path
 
 import jax
@@ -15,17 +14,28 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from clu import periodic_actions
 
-from vae_jax import viz
 from vae_jax.evaluate.pictures import to_image
 from vae_jax.models.prior import PixelCNNPrior, sample_codes
 from vae_jax.train import checkpoint, loop
+from vae_jax.train.validate import ConfigError
+from vae_jax.train.workdir import Workdir
+
+
+def _check_vqvae_workdir(prior_config) -> Path:
+    """The VQ-VAE's workdir; ConfigError (before anything is written or loaded) if it holds none."""
+    vq_dir = Path(prior_config.prior.vqvae_workdir)
+    if not (vq_dir / "config.json").exists():
+        raise ConfigError(
+            f"config.prior.vqvae_workdir={str(vq_dir)!r} is invalid: it holds no trained VQ-VAE "
+            "(config.json missing); train one there first (experiments/vq_vae.py)"
+        )
+    return vq_dir
 
 
 def _vqvae(prior_config):
-    vq_dir = Path(prior_config.prior.vqvae_workdir)
-    if not (vq_dir / "config.json").exists():
-        raise FileNotFoundError(f"prior.vqvae_workdir={vq_dir} holds no trained VQ-VAE (config.json missing)")
+    vq_dir = _check_vqvae_workdir(prior_config)
     vq_config = ml_collections.ConfigDict(json.loads((vq_dir / "config.json").read_text()))
     vq_config.data.update(prior_config.data.to_dict())  # where the data lives may differ here
     dataset, model, _, state = loop.setup(vq_config)
@@ -33,7 +43,9 @@ def _vqvae(prior_config):
     state = checkpoint.restore_latest(manager, state)
     manager.close()
     if state is None:
-        raise FileNotFoundError(f"no readable checkpoint in {vq_dir / 'checkpoints'}")
+        raise checkpoint.MissingCheckpointError(
+            f"no readable checkpoint in {vq_dir / 'checkpoints'} (config.prior.vqvae_workdir); train it first"
+        )
     return vq_config, dataset, model, state
 
 
@@ -45,40 +57,43 @@ def encode_codes(model, state, images: np.ndarray, batch_size: int = 500) -> np.
 
 
 def train_prior(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
-    workdir = Path(workdir)
-    (workdir / "images").mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+    """Trains the code prior of config.prior.vqvae_workdir's VQ-VAE; writes the workdir files.
+
+    Args:
+      config: a config with model.name='vq_prior' (experiments/vq_prior.py).
+      workdir: where config.json, metrics.jsonl (train records of the NLL in nats per code as
+        `loss`, one eval record), images/samples_<step>.png, results.json and TensorBoard
+        events go (the prior is not checkpointed: it trains in seconds to minutes).
+
+    Returns:
+      The results (also in results.json).
+    """
+    _check_vqvae_workdir(config)
+    writer = Workdir(workdir)
+    try:
+        writer.write_config(config)
+        results = _train_and_sample(config, writer)
+        writer.log(results["step"], "eval", results)
+        writer.write_results(results)
+    finally:
+        writer.close()
+    return results
+
+
+def _train_and_sample(config: ml_collections.ConfigDict, writer: Workdir) -> dict:
+    """Encodes the data, trains and evaluates the prior, decodes its samples; returns the results."""
     vq_config, dataset, vqvae, vq_state = _vqvae(config)
     train_codes = encode_codes(vqvae, vq_state, dataset.train_images)
     test_codes = encode_codes(vqvae, vq_state, dataset.eval_images)
     if train_codes.ndim != 3:
-        raise ValueError("the code prior needs a 2-D code grid (a conv VQ-VAE)")
+        raise ConfigError(
+            f"config.prior.vqvae_workdir={config.prior.vqvae_workdir!r} is invalid: the code prior needs "
+            "a 2-D code grid (a conv VQ-VAE)"
+        )
     num_codes = vq_config.model.vq.num_codes
     prior = PixelCNNPrior(num_codes, config.prior.features, config.prior.layers)
     rng = jax.random.key(config.seed)
-    params = prior.init(rng, jnp.asarray(train_codes[:2]))
-    tx = optax.adam(config.optim.learning_rate)
-    opt_state = tx.init(params)
-
-    def nll(params, codes):  # mean nats per code
-        logits = prior.apply(params, codes)
-        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, codes))
-
-    @jax.jit
-    def step(params, opt_state, codes):
-        loss, grads = jax.value_and_grad(nll)(params, codes)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
-    batch = config.train.batch_size
-    for t in range(config.train.num_steps):
-        order = np.random.default_rng([config.seed, t // max(len(train_codes) // batch, 1)]).permutation(
-            len(train_codes)
-        )
-        pos = (t % max(len(train_codes) // batch, 1)) * batch
-        params, opt_state, loss = step(params, opt_state, jnp.asarray(train_codes[order[pos : pos + batch]]))
-        if (t + 1) % config.train.log_every == 0:
-            logging.info("prior step %d/%d  nll %.3f nats/code", t + 1, config.train.num_steps, float(loss))
+    params, nll = _fit(config, prior, train_codes, rng, writer)
     eval_nll = float(np.mean([float(nll(params, jnp.asarray(test_codes[i : i + 500])))
                               for i in range(0, len(test_codes), 500)]))  # fmt: skip
     grid = train_codes.shape[1:]
@@ -93,8 +108,35 @@ def train_prior(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     samples = sample_codes(prior, params, jax.random.fold_in(rng, 1), 64, grid)
     variables = {"params": vq_state.params, **vq_state.model_state}
     images = to_image(vqvae.apply(variables, samples, method=vqvae.decode_indices), vq_config.loss.likelihood)
-    viz.save_grid(workdir / "images" / f"samples_{config.train.num_steps}.png", np.asarray(images), 8)
-    (workdir / "results.json").write_text(json.dumps(results, indent=2))
-    with open(workdir / "metrics.jsonl", "a") as f:
-        f.write(json.dumps({"step": config.train.num_steps, "split": "eval", **results}) + "\n")
+    writer.write_grid("samples", config.train.num_steps, np.asarray(images), 8)
     return results
+
+
+def _fit(config, prior, train_codes: np.ndarray, rng, writer: Workdir):
+    """Maximum likelihood on the code grids [N, h, w]; returns the params and the NLL function."""
+    params = prior.init(rng, jnp.asarray(train_codes[:2]))
+    tx = optax.adam(config.optim.learning_rate)
+    opt_state = tx.init(params)
+
+    def nll(params, codes):  # mean nats per code
+        logits = prior.apply(params, codes)
+        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, codes))
+
+    @jax.jit
+    def step(params, opt_state, codes):
+        loss, grads = jax.value_and_grad(nll)(params, codes)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    batch, num_steps = config.train.batch_size, config.train.num_steps
+    progress = periodic_actions.ReportProgress(num_train_steps=num_steps, every_steps=config.train.log_every)
+    progress(0)
+    steps_per_epoch = max(len(train_codes) // batch, 1)
+    for t in range(num_steps):
+        order = np.random.default_rng([config.seed, t // steps_per_epoch]).permutation(len(train_codes))
+        pos = (t % steps_per_epoch) * batch
+        params, opt_state, loss = step(params, opt_state, jnp.asarray(train_codes[order[pos : pos + batch]]))
+        if (t + 1) % config.train.log_every == 0 or t + 1 == num_steps:
+            writer.log(t + 1, "train", {"loss": loss})
+        progress(t + 1)
+    return params, nll

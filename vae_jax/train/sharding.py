@@ -10,6 +10,8 @@ import numpy as np
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from vae_jax.errors import ConfigError
+
 
 def make_mesh(num_sweep: int = 1) -> jax.sharding.Mesh:
     """A ('sweep', 'data') mesh over all devices; 'sweep' gets num_sweep devices."""
@@ -31,7 +33,7 @@ def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:
 def check_batch_divides(batch_size: int, mesh: jax.sharding.Mesh) -> None:
     n = mesh.shape["data"]
     if batch_size % n:
-        raise ValueError(
+        raise ConfigError(
             f"train.batch_size={batch_size} does not divide over the {n} devices of the 'data' "
             f"axis; use a multiple of {n}"
         )

@@ -10,6 +10,8 @@ import ml_collections
 import optax
 from flax import struct
 
+from vae_jax.errors import ConfigError
+
 OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw, "sgd": optax.sgd, "rmsprop": optax.rmsprop}
 # Loss hyperparameters that live in the state as float arrays, so a sweep can vmap over them.
 LOSS_HPARAMS = ("beta", "beta_warmup", "gamma", "c_max", "anneal_steps", "commitment_cost")
@@ -34,7 +36,7 @@ def make_optimizer(optim: ml_collections.ConfigDict) -> optax.GradientTransforma
     a sweep over learning rates is one vmapped program.
     """
     if optim.name not in OPTIMIZERS:
-        raise ValueError(f"optim.name={optim.name!r} is not known; valid: {sorted(OPTIMIZERS)}")
+        raise ConfigError(f"optim.name={optim.name!r} is not known; valid: {sorted(OPTIMIZERS)}")
     kwargs = dict(optim.get("kwargs", {}) or {})
     tx = optax.inject_hyperparams(OPTIMIZERS[optim.name])(learning_rate=optim.learning_rate, **kwargs)
     if optim.get("grad_clip"):

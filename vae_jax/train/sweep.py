@@ -31,10 +31,10 @@ from vae_jax import data as data_lib
 from vae_jax import viz
 from vae_jax.models import build_model
 from vae_jax.train import checkpoint, loop, sharding
-from vae_jax.train.metrics_log import MetricLogger
 from vae_jax.train.state import LOSS_HPARAMS, create_train_state
 from vae_jax.train.steps import make_eval_step, make_train_step
 from vae_jax.train.validate import ConfigError, check_resume_compatible, validate_config
+from vae_jax.train.workdir import Workdir
 
 SWEEPABLE = ("seed", "optim.learning_rate", *(f"loss.{k}" for k in LOSS_HPARAMS))
 
@@ -154,36 +154,27 @@ def make_sweep_step(config, mesh):
     )
 
 
-class _MemberLogger:
-    """Adds a member's index and hyperparameters to every record of a shared logger."""
-
-    def __init__(self, logger: MetricLogger, **extra):
-        self.logger, self.extra = logger, extra
-
-    def log(self, step, split, metrics, **kw):
-        return self.logger.log(step, split, metrics, **self.extra, **kw)
-
-    def write_images(self, step, images):
-        del step, images
-
-
 def train_sweep(
     config: ml_collections.ConfigDict, workdir: str | Path, allow_config_change=False
 ) -> list[dict]:
-    """Trains every member of config.sweep.spec; writes sweep_results.csv and plots; returns the rows."""
+    """Trains every member of config.sweep.spec; returns the members' rows.
+
+    Writes config.json, metrics.jsonl (each record with the member's index and values),
+    sweep_results.csv and results.json (the rows), plots of each metric against the swept
+    value, and per member members/<i>/ (its results.json, pictures and TensorBoard events).
+    """
     workdir = Path(workdir)
     assignments = parse_sweep(config.sweep.spec, config)
     configs = [member_config(config, a) for a in assignments]
     for c in configs:
         validate_config(c)
     check_resume_compatible(workdir, config, allow_config_change)
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+    writer = Workdir(workdir, tensorboard=False)  # members write their own events: one curve each
+    writer.write_config(config)
     programs: dict[str, list[int]] = {}
     for i, a in enumerate(assignments):
         structural = json.dumps({k: v for k, v in a.items() if k not in SWEEPABLE}, sort_keys=True)
         programs.setdefault(structural, []).append(i)
-    logger = MetricLogger(workdir)
     rows: list[dict] = []
     try:
         for p, members in enumerate(programs.values()):
@@ -191,14 +182,16 @@ def train_sweep(
             logging.info(
                 "Sweep program %d/%d: %d members in one vmapped step", p + 1, len(programs), len(members)
             )
-            rows += _train_program([configs[i] for i in members], members, assignments, program_dir, logger)
+            rows += _train_program([configs[i] for i in members], members, assignments, program_dir, writer)
+        if writer.enabled:
+            write_sweep_results(workdir, rows, [k for k in assignments[0]])
+        writer.write_results({"members": rows})
     finally:
-        logger.close()
-    write_sweep_results(workdir, rows, [k for k in assignments[0]])
+        writer.close()
     return rows
 
 
-def _train_program(configs, members, assignments, workdir: Path, logger) -> list[dict]:
+def _train_program(configs, members, assignments, workdir: Path, writer: Workdir) -> list[dict]:
     base = configs[0]
     dataset = data_lib.load_dataset(base)
     model = build_model(base, dataset.data_shape)
@@ -213,15 +206,18 @@ def _train_program(configs, members, assignments, workdir: Path, logger) -> list
         state = restored
         logging.info("Resumed sweep from step %d", checkpoint.state_step(state))
     diverged: set[int] = set()
+    member_writers = {
+        m: writer.member(workdir / "members" / str(m), member=m, **assignments[m]) for m in members
+    }
 
-    def log(step, metrics, rate):
+    def log(step, metrics):
         for j, member in enumerate(members):
             record = {k: v[j] for k, v in metrics.items()}
             if record["finite"] < 1 and member not in diverged:
                 diverged.add(member)
                 logging.warning("Sweep member %d %s diverged at step %d; it stays frozen.",
                                 member, assignments[member], int(state_box[0].step[j]) + 1)  # fmt: skip
-            logger.log(step, "train", record, member=member, **assignments[member], steps_per_sec=rate)
+            member_writers[member].log(step, "train", record)
 
     state_box = [state]
     step_fn = make_sweep_step(base, mesh)
@@ -229,12 +225,16 @@ def _train_program(configs, members, assignments, workdir: Path, logger) -> list
         state = loop.run_steps(base, state_box, step_fn, rngs, dataset, mesh, manager, log, lambda s: None)
         checkpoint.save(manager, state, force=True)
         manager.wait_until_finished()
+        return _evaluate_members(
+            configs, members, assignments, state, dataset, model, member_writers, diverged
+        )
     finally:
         manager.close()
-    return _evaluate_members(configs, members, assignments, state, dataset, model, workdir, logger, diverged)
+        for w in member_writers.values():
+            w.close()
 
 
-def _evaluate_members(configs, members, assignments, state, dataset, model, workdir, logger, diverged):
+def _evaluate_members(configs, members, assignments, state, dataset, model, writers, diverged):
     mesh = sharding.make_mesh()
     repl = sharding.replicated(mesh)
     eval_step = jax.jit(
@@ -244,15 +244,10 @@ def _evaluate_members(configs, members, assignments, state, dataset, model, work
     rows = []
     for j, (c, member) in enumerate(zip(configs, members, strict=True)):
         member_state = jax.device_put(jax.tree.map(lambda x, j=j: x[j], state), repl)
-        member_dir = workdir / "members" / str(member)
-        member_dir.mkdir(parents=True, exist_ok=True)
-        member_logger = _MemberLogger(logger, member=member, **assignments[member])
-        results = loop.evaluate(
-            c, member_dir, dataset, model, member_state, mesh, eval_step, member_logger, True
-        )
+        results = loop.evaluate(c, writers[member], dataset, model, member_state, mesh, eval_step, True)
         row = {"member": member, **assignments[member], "diverged": int(member in diverged), **results}
         row["step"] = int(jax.device_get(member_state.step))
-        (member_dir / "results.json").write_text(json.dumps(row, indent=2))
+        writers[member].write_results(row)
         rows.append(row)
     return rows
 

@@ -10,15 +10,13 @@ from pathlib import Path
 import jax
 import ml_collections
 
+from vae_jax.errors import ConfigError
+
 # Fields that may change between a run and its resumption: how long, how often to log / evaluate.
 RESUMABLE_CHANGES = (
     "name", "train.num_steps", "train.log_every", "train.checkpoint_every",
     "train.keep_checkpoints", "eval.", "model.conv_impl",
 )  # fmt: skip
-
-
-class ConfigError(ValueError):
-    """A config value that cannot work; the message says which field and what is allowed."""
 
 
 def _check(ok: bool, field: str, value, allowed: str) -> None:
@@ -65,6 +63,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _one_of(config, "data.name", DATASETS)
     _one_of(config, "data.binarize", BINARIZE)
     _one_of(config, "data.source", ("auto", "local", "tfds"))
+    local_dir = config.data.get("local_dir")
+    _check(
+        not local_dir or Path(local_dir).expanduser().is_dir(), "data.local_dir", local_dir,
+        "no such directory; point it at the directory that holds the idx files",
+    )  # fmt: skip
     batch = config.train.batch_size
     _check(batch > 0, "train.batch_size", batch, "must be > 0")
     devices = jax.device_count()

@@ -1,0 +1,223 @@
+"""The workdir writer every trainer uses: config.json, metrics.jsonl, TensorBoard, images, results.json.
+
+`config.json` and `results.json` are written atomically (a temporary file renamed over
+the old one). Metrics go through clu's `metric_writers`: a `MultiWriter` of our
+`JsonlWriter` (metrics.jsonl, one `{step, split, **metrics}` object per event) and clu's
+TensorBoard `SummaryWriter`. Every line of metrics.jsonl is written with a single `write`
+of a complete line and flushed, and `read_metrics` skips a torn final line, so a crash
+never leaves a file that stops a reader. Only process 0 writes.
+"""
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from clu import metric_writers
+
+from vae_jax import viz
+from vae_jax.errors import UserError
+
+
+class WorkdirError(UserError):
+    """The workdir cannot hold a run (e.g. it is a file)."""
+
+
+def check_workdir(path: str | Path) -> Path:
+    """Raises WorkdirError unless path is a directory or can become one; returns it as a Path."""
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.exists() and not p.is_dir():
+            raise WorkdirError(f"--workdir={path} is invalid: {p} is a file, not a directory; pick another")
+    return path
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Writes text to path via a rename, so a crash leaves the old file or the new one."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _json_value(v: Any) -> Any:
+    """A scalar for JSON: ints stay ints, non-finite floats become null."""
+    if isinstance(v, bool | int | str) or v is None:
+        return v
+    v = float(np.asarray(v))
+    return v if math.isfinite(v) else None
+
+
+class JsonlWriter(metric_writers.MetricWriter):
+    """metrics.jsonl as a clu MetricWriter.
+
+    `write_scalars(step, {"split/name": v})` appends one `{step, split, **fields, name: v}`
+    record per split; `fields` are constant extra keys (a sweep member's index and values).
+    Other kinds of summaries are not written here (TensorBoard and images/ hold them).
+    """
+
+    def __init__(self, path: str | Path | None, fields: Mapping[str, Any] | None = None, _file=None):
+        self.fields = dict(fields or {})
+        self._owner = _file is None
+        self._file = _file if _file is not None else self._open(Path(path))
+
+    @staticmethod
+    def _open(path: Path):
+        torn = path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n")
+        file = open(path, "a", encoding="utf-8")  # noqa: SIM115
+        if torn:  # end a line cut by a crash so the records that follow stay whole
+            file.write("\n")
+        return file
+
+    def with_fields(self, **fields: Any) -> "JsonlWriter":
+        """A writer to the same file that adds `fields` to every record."""
+        return JsonlWriter(None, {**self.fields, **fields}, _file=self._file)
+
+    def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
+        records: dict[str, dict] = {}
+        for key, value in scalars.items():
+            split, _, name = key.partition("/")
+            records.setdefault(split, {"step": int(step), "split": split, **self.fields})[name] = value
+        for record in records.values():
+            line = json.dumps({k: _json_value(v) for k, v in record.items()}) + "\n"
+            self._file.write(line)
+        self.flush()
+
+    def write_summaries(self, step, values, metadata=None):
+        del step, values, metadata
+
+    def write_images(self, step, images):
+        del step, images
+
+    def write_videos(self, step, videos):
+        del step, videos
+
+    def write_audios(self, step, audios, *, sample_rate):
+        del step, audios, sample_rate
+
+    def write_texts(self, step, texts):
+        del step, texts
+
+    def write_histograms(self, step, arrays, num_buckets=None):
+        del step, arrays, num_buckets
+
+    def write_hparams(self, hparams):
+        del hparams
+
+    def flush(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        if self._owner:
+            self._file.close()
+
+
+class Workdir:
+    """What a run writes into its workdir; on processes other than 0 every write is a no-op.
+
+    Args:
+      path: the workdir (created if missing).
+      tensorboard: also write TensorBoard events into path.
+      jsonl: the metrics.jsonl writer to use (a sweep member shares the sweep's);
+        default: path/metrics.jsonl.
+    """
+
+    def __init__(self, path: str | Path, tensorboard: bool = True, jsonl: JsonlWriter | None = None):
+        self.path = check_workdir(path)
+        self.enabled = jax.process_index() == 0
+        self._jsonl, self._writer = jsonl, None
+        if self.enabled:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._jsonl = jsonl or JsonlWriter(self.path / "metrics.jsonl")
+            writers = [self._jsonl]
+            if tensorboard:
+                writers.append(metric_writers.SummaryWriter(str(self.path)))
+            self._writer = metric_writers.MultiWriter(writers)
+
+    @property
+    def images_dir(self) -> Path:
+        """images/, where the PNG grids and plots go."""
+        return self.path / "images"
+
+    def member(self, path: str | Path, **fields: Any) -> "Workdir":
+        """A writer for a sweep member: its own TensorBoard run in path, and records
+        in this workdir's metrics.jsonl carrying `fields`.
+
+        Args:
+          path: the member's directory.
+          **fields: keys added to each of its metrics.jsonl records.
+
+        Returns:
+          The member's Workdir (close it before this one).
+        """
+        jsonl = self._jsonl.with_fields(**fields) if self.enabled else None
+        return Workdir(path, tensorboard=True, jsonl=jsonl)
+
+    def write_config(self, config: ml_collections.ConfigDict) -> None:
+        """config.json: the resolved config."""
+        if self.enabled:
+            atomic_write(self.path / "config.json", config.to_json_best_effort(indent=2))
+
+    def write_results(self, results: Mapping[str, Any]) -> None:
+        """results.json: the final evaluation."""
+        if self.enabled:
+            atomic_write(self.path / "results.json", json.dumps(results, indent=2))
+
+    def log(self, step: int, split: str, metrics: Mapping[str, Any]) -> None:
+        """Appends one `split` record of metrics' scalars (to TensorBoard as `split/name`).
+
+        Args:
+          step: the train step the metrics belong to.
+          split: 'train' or 'eval'.
+          metrics: name -> value; non-scalars are left out, non-finite values become null.
+        """
+        if self.enabled:
+            scalars = {
+                f"{split}/{k}": float(np.asarray(v))
+                for k, v in metrics.items()
+                if np.ndim(v) == 0 and k not in ("step", "split")  # the record's own keys
+            }
+            self._writer.write_scalars(int(step), scalars)
+
+    def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
+        """Sends image grids [H, W, C] (already saved as PNG) to TensorBoard."""
+        if self.enabled and images:
+            self._writer.write_images(int(step), {k: v[None] for k, v in images.items()})
+
+    def write_grid(self, name: str, step: int, images: np.ndarray, ncols: int) -> None:
+        """images/<name>_<step>.png: a grid of images [N, H, W, C], also sent to TensorBoard."""
+        if self.enabled:
+            self.images_dir.mkdir(exist_ok=True)
+            grid = viz.save_grid(self.images_dir / f"{name}_{step}.png", images, ncols)
+            self.write_images(step, {name: grid})
+
+    def close(self) -> None:
+        """Flushes and closes the files this writer opened."""
+        if self.enabled:
+            self._writer.close()
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """All complete records of a metrics.jsonl; a torn last line (crash mid-write) is skipped.
+
+    Args:
+      path: a metrics.jsonl.
+
+    Returns:
+      The records, in order.
+    """
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.endswith("\n"):
+                break
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return records
