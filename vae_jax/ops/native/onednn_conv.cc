@@ -6,14 +6,17 @@
 // `python -m vae_jax.native` against the pinned oneDNN 3 wheel; used through
 // vae_jax/ops/onednn.py.
 //
-// Each shape's primitives are created once and cached, together with their own
-// scratchpad buffer. The scratchpad is user-managed on purpose: in oneDNN's default
-// ("library") mode the scratchpad is a thread-local buffer sized when a primitive is
-// *created*, but XLA runs custom calls on whichever pool thread is free, so a
-// primitive created on one thread and executed on another found a missing or too
-// small scratchpad ("could not execute a primitive", or heap corruption where the
-// kernel wrote past it). Kernels that need no scratchpad (most AVX-512 ones) hid it.
-// All calls hold one mutex, so one scratchpad per primitive is never shared.
+// Each shape's primitives are created once and cached (the cache under a mutex). The
+// scratchpad is user-managed on purpose: in oneDNN's default ("library") mode the
+// scratchpad is a thread-local buffer sized when a primitive is *created*, but XLA runs
+// custom calls on whichever pool thread is free, so a primitive created on one thread
+// and executed on another found a missing or too small scratchpad ("could not execute a
+// primitive", or heap corruption where the kernel wrote past it). Kernels that need no
+// scratchpad (most AVX-512 ones) hid it. Each call allocates its own scratchpad, so the
+// same primitive can run on several threads at once (oneDNN's rule for concurrent
+// execution): XLA's devices of one process (a sweep over 8 host devices, say) call the
+// handlers concurrently and wait for each other in collectives, so no call may hold a
+// lock for the length of a convolution.
 #include <exception>
 #include <map>
 #include <memory>
@@ -43,15 +46,16 @@ struct Conv {
   dnnl::convolution_forward fwd;
   dnnl::convolution_backward_data bwd_data;
   dnnl::convolution_backward_weights bwd_weights;
-  memory fwd_scratch, bwd_data_scratch, bwd_weights_scratch;
   memory::desc src, dst, user_weights;
 };
 
 std::mutex mu;
 
-// Key: batch, input channels, input height, input width, output channels.
-Conv& GetConv(int64_t b, int64_t c, int64_t h, int64_t w, int64_t o) {
+// Key: batch, input channels, input height, input width, output channels. Entries are never
+// removed, so a reference stays valid after the lock is released.
+const Conv& GetConv(int64_t b, int64_t c, int64_t h, int64_t w, int64_t o) {
   static std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>, std::unique_ptr<Conv>> cache;
+  std::lock_guard<std::mutex> lock(mu);
   auto key = std::make_tuple(b, c, h, w, o);
   auto it = cache.find(key);
   if (it != cache.end()) return *it->second;
@@ -75,10 +79,13 @@ Conv& GetConv(int64_t b, int64_t c, int64_t h, int64_t w, int64_t o) {
   conv->fwd = dnnl::convolution_forward(conv->fwd_pd);
   conv->bwd_data = dnnl::convolution_backward_data(conv->bwd_data_pd);
   conv->bwd_weights = dnnl::convolution_backward_weights(conv->bwd_weights_pd);
-  conv->fwd_scratch = memory(conv->fwd_pd.scratchpad_desc(), eng);
-  conv->bwd_data_scratch = memory(conv->bwd_data_pd.scratchpad_desc(), eng);
-  conv->bwd_weights_scratch = memory(conv->bwd_weights_pd.scratchpad_desc(), eng);
   return *(cache[key] = std::move(conv));
+}
+
+// A scratchpad of this call's own for a primitive.
+template <typename PrimitiveDesc>
+memory Scratchpad(const PrimitiveDesc& pd) {
+  return memory(pd.scratchpad_desc(), Engine());
 }
 
 // The user's HWIO kernel in the layout a primitive wants (a reorder when they differ).
@@ -90,11 +97,10 @@ memory WeightsFor(const memory::desc& want, const memory::desc& user, void* data
   return mem;
 }
 
-// Runs body under the lock; a oneDNN failure becomes an XLA error (a Python exception), not an abort.
+// A oneDNN failure becomes an XLA error (a Python exception), not an abort.
 template <typename Body>
 ffi::Error Guarded(Body body) {
   try {
-    std::lock_guard<std::mutex> lock(mu);
     body();
     return ffi::Error::Success();
   } catch (const std::exception& e) {
@@ -107,15 +113,16 @@ ffi::Error ConvFwdImpl(ffi::BufferR4<ffi::F32> x, ffi::BufferR4<ffi::F32> k, ffi
   return Guarded([&] {
     auto xd = x.dimensions();
     auto kd = k.dimensions();
-    Conv& conv = GetConv(xd[0], xd[3], xd[1], xd[2], kd[3]);
+    const Conv& conv = GetConv(xd[0], xd[3], xd[1], xd[2], kd[3]);
     dnnl::stream s(Engine());
     memory src(conv.src, Engine(), x.typed_data());
     memory dst(conv.dst, Engine(), y->typed_data());
     memory wei = WeightsFor(conv.fwd_pd.weights_desc(), conv.user_weights, k.typed_data(), s);
+    memory scratch = Scratchpad(conv.fwd_pd);  // alive until s.wait()
     conv.fwd.execute(s, {{DNNL_ARG_SRC, src},
                          {DNNL_ARG_WEIGHTS, wei},
                          {DNNL_ARG_DST, dst},
-                         {DNNL_ARG_SCRATCHPAD, conv.fwd_scratch}});
+                         {DNNL_ARG_SCRATCHPAD, scratch}});
     s.wait();
   });
 }
@@ -126,15 +133,16 @@ ffi::Error ConvBwdDataImpl(ffi::BufferR4<ffi::F32> dy, ffi::BufferR4<ffi::F32> k
   return Guarded([&] {
     auto xd = dx->dimensions();
     auto kd = k.dimensions();
-    Conv& conv = GetConv(xd[0], xd[3], xd[1], xd[2], kd[3]);
+    const Conv& conv = GetConv(xd[0], xd[3], xd[1], xd[2], kd[3]);
     dnnl::stream s(Engine());
     memory diff_dst(conv.dst, Engine(), dy.typed_data());
     memory diff_src(conv.src, Engine(), dx->typed_data());
     memory wei = WeightsFor(conv.bwd_data_pd.weights_desc(), conv.user_weights, k.typed_data(), s);
+    memory scratch = Scratchpad(conv.bwd_data_pd);  // alive until s.wait()
     conv.bwd_data.execute(s, {{DNNL_ARG_DIFF_DST, diff_dst},
                               {DNNL_ARG_WEIGHTS, wei},
                               {DNNL_ARG_DIFF_SRC, diff_src},
-                              {DNNL_ARG_SCRATCHPAD, conv.bwd_data_scratch}});
+                              {DNNL_ARG_SCRATCHPAD, scratch}});
     s.wait();
   });
 }
@@ -145,17 +153,18 @@ ffi::Error ConvBwdWeightsImpl(ffi::BufferR4<ffi::F32> x, ffi::BufferR4<ffi::F32>
   return Guarded([&] {
     auto xd = x.dimensions();
     auto yd = dy.dimensions();
-    Conv& conv = GetConv(xd[0], xd[3], xd[1], xd[2], yd[3]);
+    const Conv& conv = GetConv(xd[0], xd[3], xd[1], xd[2], yd[3]);
     dnnl::stream s(Engine());
     memory src(conv.src, Engine(), x.typed_data());
     memory diff_dst(conv.dst, Engine(), dy.typed_data());
     memory user(conv.user_weights, Engine(), dk->typed_data());
     auto want = conv.bwd_weights_pd.diff_weights_desc();
     memory diff_wei = want == conv.user_weights ? user : memory(want, Engine());
+    memory scratch = Scratchpad(conv.bwd_weights_pd);  // alive until s.wait()
     conv.bwd_weights.execute(s, {{DNNL_ARG_SRC, src},
                                  {DNNL_ARG_DIFF_DST, diff_dst},
                                  {DNNL_ARG_DIFF_WEIGHTS, diff_wei},
-                                 {DNNL_ARG_SCRATCHPAD, conv.bwd_weights_scratch}});
+                                 {DNNL_ARG_SCRATCHPAD, scratch}});
     if (!(want == conv.user_weights)) dnnl::reorder(diff_wei, user).execute(s, diff_wei, user);
     s.wait();
   });
