@@ -23,13 +23,14 @@ from vae_jax.models import build_model
 from vae_jax.models.prior import PixelCNNPrior
 from vae_jax.ops import onednn
 from vae_jax.train import loop, sharding
+from vae_jax.train.prior_training import make_prior_step
 from vae_jax.train.state import create_train_state
 from vae_jax.train.sweep import create_sweep_state, make_sweep_step, member_config, parse_sweep
 
 PLATFORMS = ("cuda", "tpu")
 NOT_CONFIGS = {"run", "common", "__init__"}
 # ppca is fitted in closed form (vae_jax.train.closed_form): no train step to lower.
-# vq_prior trains a PixelCNN prior by a step local to prior_training.train_prior: test_prior_step_exports.
+# vq_prior trains a PixelCNN prior by prior_training.make_prior_step: test_prior_step_exports.
 NOT_GRADIENT_STEPS = {"ppca", "vq_prior"}
 CONFIGS = sorted(
     p.stem for p in (ROOT / "experiments").glob("*.py") if p.stem not in NOT_CONFIGS | NOT_GRADIENT_STEPS
@@ -134,13 +135,8 @@ def test_sweep_step_exports(name, platform):
 
 @pytest.mark.parametrize("platform", PLATFORMS)
 def test_prior_step_exports(platform):
-    """vq_prior: the step of `prior_training.train_prior`, rebuilt from the same pieces.
-
-    That step is a function local to train_prior (it closes over the prior and the optimizer), so
-    this is a copy of it: PixelCNNPrior over the code grid of the VQ-VAE the prior is trained on,
-    softmax cross-entropy, optax.adam. Exposing it (e.g. `make_prior_step(prior, tx)`) would let
-    this test lower the step itself.
-    """
+    """vq_prior: the step `prior_training.train_prior` runs (`make_prior_step`), for the PixelCNN
+    prior over the code grid of the VQ-VAE the prior is trained on."""
     config = load_config("vq_prior", "smoke")
     vq_config = accelerator_config("vq_vae", platform)  # the run that config.prior.vqvae_workdir names
     assert config.prior.vqvae_workdir.endswith(vq_config.name)
@@ -156,17 +152,7 @@ def test_prior_step_exports(platform):
     params = jax.eval_shape(prior.init, abstract_key(), codes)
     tx = optax.adam(config.optim.learning_rate)
     opt_state = jax.eval_shape(tx.init, params)
-
-    def nll(params, codes):
-        logits = prior.apply(params, codes)
-        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, codes))
-
-    @jax.jit
-    def step(params, opt_state, codes):
-        loss, grads = jax.value_and_grad(nll)(params, codes)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
+    _, step = make_prior_step(prior, tx)
     exported = jax.export.export(step, platforms=[platform])(params, opt_state, codes)
     assert exported.platforms == (platform,)
     new_params, new_opt_state, loss = jax.tree.unflatten(exported.out_tree, exported.out_avals)

@@ -112,13 +112,19 @@ def _train_and_sample(config: ml_collections.ConfigDict, writer: Workdir) -> dic
     return results
 
 
-def _fit(config, prior, train_codes: np.ndarray, rng, writer: Workdir):
-    """Maximum likelihood on the code grids [N, h, w]; returns the params and the NLL function."""
-    params = prior.init(rng, jnp.asarray(train_codes[:2]))
-    tx = optax.adam(config.optim.learning_rate)
-    opt_state = tx.init(params)
+def make_prior_step(prior, tx: optax.GradientTransformation):
+    """The prior's objective and its jitted train step.
 
-    def nll(params, codes):  # mean nats per code
+    Args:
+      prior: the PixelCNNPrior.
+      tx: its optimizer.
+
+    Returns:
+      (nll, step): nll(params, codes [B, h, w]) is the mean NLL in nats per code;
+      step(params, opt_state, codes) -> (params, opt_state, loss) one optimizer step on it.
+    """
+
+    def nll(params, codes):
         logits = prior.apply(params, codes)
         return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, codes))
 
@@ -127,6 +133,16 @@ def _fit(config, prior, train_codes: np.ndarray, rng, writer: Workdir):
         loss, grads = jax.value_and_grad(nll)(params, codes)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
+
+    return nll, step
+
+
+def _fit(config, prior, train_codes: np.ndarray, rng, writer: Workdir):
+    """Maximum likelihood on the code grids [N, h, w]; returns the params and the NLL function."""
+    params = prior.init(rng, jnp.asarray(train_codes[:2]))
+    tx = optax.adam(config.optim.learning_rate)
+    opt_state = tx.init(params)
+    nll, step = make_prior_step(prior, tx)
 
     batch, num_steps = config.train.batch_size, config.train.num_steps
     progress = periodic_actions.ReportProgress(num_train_steps=num_steps, every_steps=config.train.log_every)
