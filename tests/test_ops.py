@@ -28,7 +28,7 @@ def _assert_same_function(fast, plain, x):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
 
 
-# The CPU forms tested against XLA's layers: oneDNN's where its kernels are built (tests/test_onednn.py
+# The CPU forms tested against XLA's layers: oneDNN's where its kernels are built (tests/test_native.py
 # makes CI require them).
 FAST_IMPLS = ("matmul", "onednn") if onednn.available() else ("matmul",)
 IMPLS = (*FAST_IMPLS, "xla")

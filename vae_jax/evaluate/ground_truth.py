@@ -14,7 +14,7 @@ def representation_fn(model, state, batch_size: int = 64) -> Callable[[np.ndarra
     """images [B, H, W, C] -> deterministic codes [B, d] (the posterior mean for a VAE).
 
     Small batches: on the 2-core CPU the dSprites encoder ran ~12k images/s at 64 per
-    call, ~10k at 128 and ~9k at 256 (measured together, after vae_jax/_malloc.py).
+    call, ~10k at 128 and ~9k at 256 (measured together, with vae_jax.ops.allocator on).
     """
     variables = {"params": state.params, **state.model_state}
 

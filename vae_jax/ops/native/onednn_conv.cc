@@ -3,7 +3,7 @@
 // XLA:CPU as three FFI handlers: forward, gradient w.r.t. the input ("backward
 // data", which is also the transposed convolution) and gradient w.r.t. the kernel.
 // Data is NHWC and kernels HWIO, as flax and lax use them. Built by
-// `python -m vae_jax.native` against the pinned oneDNN 3 wheel; used through
+// `python -m vae_jax.ops.native` against the pinned oneDNN 3 wheel; used through
 // vae_jax/ops/onednn.py.
 //
 // Each shape's primitives are created once and cached (the cache under a mutex). The
