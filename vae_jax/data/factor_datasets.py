@@ -144,7 +144,9 @@ def _tfds_arrays(
                 raise _unavailable(name, local, data_dir, "the files are missing; TFDS has not prepared it")
             builder.download_and_prepare()
         split = "train+test" if name == "smallnorb" else "train"
-        data = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+        # Batches of 4096 rather than batch_size=-1, which TFDS sizes from the split metadata.
+        batches = list(tfds.as_numpy(builder.as_dataset(split=split).batch(4096)))
+        data = {k: np.concatenate([b[k] for b in batches]) for k in ("image", *TFDS_LABELS[name])}
     except DatasetUnavailableError:
         raise
     except Exception as e:  # TFDS raises many types when offline.
