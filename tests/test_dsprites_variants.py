@@ -87,7 +87,8 @@ def test_texture_from_a_file_is_shrunk_like_the_scream(tmp_path):
     # PIL's thumbnail((350, 274)) keeps the aspect ratio: 400x300 -> 350x262.5, rounded to 263.
     assert gt.texture.shape == (263, 350, 3) and gt.texture_path == c.data.texture
     x = gt.sample_observations_from_factors(FACTORS, np.random.default_rng(6))
-    np.testing.assert_allclose(x, _textured_reference(gt.texture, _masks(), np.random.default_rng(6)), atol=1e-6)
+    want = _textured_reference(gt.texture, _masks(), np.random.default_rng(6))
+    np.testing.assert_allclose(x, want, atol=1e-6)
     Image.fromarray(pixels[:60, :60]).save(tmp_path / "tiny.png")
     with pytest.raises(DataError, match="more than 64 pixels"):
         variants.TexturedDSprites(tmp_path / "tiny.png")

@@ -234,3 +234,26 @@ def test_metrics_end_to_end_on_stochastic_sources(name, tmp_path):
     scores = dis.compute_metrics(list(dis.METRICS), gt, lambda x: x.reshape(len(x), -1) @ projection, **SMALL)
     _check_scores(scores)
     assert 0.0 <= scores["beta_vae_score"] <= 1.0 and 0.0 <= scores["mig"] <= 1.0
+
+
+def test_config_names_validate_and_a_new_unset_field_does_not_block_resuming():
+    from tests.helpers import load_config
+    from vae_jax.train import validate, validate_config
+
+    config = load_config("beta_vae", "smoke")
+    for name in (
+        "color_dsprites",
+        "noisy_dsprites",
+        "textured_dsprites",
+        "shapes3d",
+        "smallnorb",
+        "cars3d",
+        "mpi3d",
+    ):
+        config.data.name = name
+        validate_config(config)
+    saved = {"data": {"name": "dsprites"}, "seed": 0}
+    assert (
+        validate.config_differences(saved, {"data": {"name": "dsprites", "texture": None}, "seed": 0}) == []
+    )
+    assert validate.config_differences(saved, {"data": {"name": "dsprites", "texture": "a.png"}, "seed": 0})

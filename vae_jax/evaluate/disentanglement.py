@@ -235,7 +235,8 @@ def compute_metrics(
     When a pair-based metric is requested (and grid_cache is set) the whole factor
     grid is encoded once (GridRepresentation) and shared by all metrics; turn it off
     for very wide codes such as raw pixels. Sources with `stochastic_observations`
-    (Color/Noisy/Textured-dSprites, SmallNORB's random instance) are never cached. `protocols[name]` overrides a metric's keywords.
+    (Color/Noisy/Textured-dSprites, SmallNORB's random instance) are never cached.
+    `protocols[name]` overrides a metric's keywords.
     """
     pairs = any(n in _PAIR_METRICS for n in names)
     # A table of one observation per factor combination would freeze the colours, noise or
