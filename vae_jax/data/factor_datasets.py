@@ -127,7 +127,7 @@ def _from_local(name: str, found) -> FactorTable:
             logging.warning("cars3d: %d .mat files, the release has %d", len(found), spec.factor_sizes[2])
     else:
         images, labels, sizes = factor_files.load_mpi3d_npz(found, MPI3D_SIZES)
-    return FactorTable(name, images, labels, names, sizes, spec.latent)
+    return FactorTable(name, images, labels, names, sizes, latent=spec.latent)
 
 
 def _tfds_arrays(
@@ -165,9 +165,10 @@ def load_factor_dataset(name: str, data_config=None) -> FactorTable:
       name: a key of SPECS.
       data_config: `config.data` (fields local_dir, source, data_dir); None: defaults.
     """
-    get = (lambda k, d: data_config.get(k) or d) if data_config is not None else (lambda k, d: d)
-    local = Path(get("local_dir", "")).expanduser() if get("local_dir", "") else None
-    source, data_dir = get("source", "auto"), str(Path(get("data_dir", "~/tensorflow_datasets")).expanduser())
+    cfg = data_config if data_config is not None else {}
+    local = Path(cfg.get("local_dir")).expanduser() if cfg.get("local_dir") else None
+    source = cfg.get("source") or "auto"
+    data_dir = str(Path(cfg.get("data_dir") or "~/tensorflow_datasets").expanduser())
     spec = SPECS[name]
     found = _find_local(name, local) if source != "tfds" else None
     if found is not None:
@@ -177,7 +178,7 @@ def load_factor_dataset(name: str, data_config=None) -> FactorTable:
         reason = "source='local'" if source == "local" else "TFDS has no builder for it"
         raise _unavailable(name, local, data_dir, f"the files are missing; {reason}")
     images, labels = _tfds_arrays(name, data_dir, local, download=source == "tfds")
-    return FactorTable(name, images, labels, spec.factor_names, spec.factor_sizes, spec.latent)
+    return FactorTable(name, images, labels, spec.factor_names, spec.factor_sizes, latent=spec.latent)
 
 
 FACTOR_DATASETS: dict[str, Callable] = {

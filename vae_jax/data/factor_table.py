@@ -38,7 +38,7 @@ class FactorTable:
       latent: indices of the latent factors among the K (default: all).
     """
 
-    def __init__(self, name, images, labels, factor_names, factor_sizes, latent=None):
+    def __init__(self, name, images, labels, factor_names, factor_sizes, *, latent=None):
         labels = np.asarray(labels, np.int64)
         sizes = np.asarray(factor_sizes, np.int64)
         if len(images) != len(labels) or labels.ndim != 2 or labels.shape[1] != len(sizes):
