@@ -80,14 +80,14 @@ def procedural_texture(height: int = 274, width: int = 350, seed: int = 0) -> np
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width].astype(np.float64) / max(height, width)
     warp = sum(
-        np.sin(rng.uniform(3, 12) * (x * np.cos(a) + y * np.sin(a)) + rng.uniform(0, 7))
+        np.sin(rng.uniform(5, 25) * (x * np.cos(a) + y * np.sin(a)) + rng.uniform(0, 7))
         for a in rng.uniform(0, np.pi, 3)
     )
     channels = []
     for _ in range(3):
         waves = 0.0
         for _ in range(5):
-            freq, angle, phase = rng.uniform(4, 30), rng.uniform(0, np.pi), rng.uniform(0, 2 * np.pi)
+            freq, angle, phase = rng.uniform(10, 80), rng.uniform(0, np.pi), rng.uniform(0, 2 * np.pi)
             waves = waves + np.sin(freq * (x * np.cos(angle) + y * np.sin(angle)) + 1.5 * warp + phase)
         channels.append(waves)
     texture = np.stack(channels, axis=-1)
