@@ -12,7 +12,7 @@ import pytest
 from experiments.ablations import vqvae_ema_commitment
 from tests.helpers import ROOT, assert_workdir_contract, cli, device_count_flags, load_config
 from vae_jax.train import ConfigError, validate_config
-from vae_jax.train.sweep import parse_sweep
+from vae_jax.train.sweep_spec import parse_sweep
 from vae_jax.train.workdir import read_metrics
 
 
