@@ -54,12 +54,10 @@ def create_sweep_state(model, configs, data_shape):
 
 def vectorization(config) -> str:
     """'vmap' (one batched program: what fills a GPU/TPU) or 'map' (the members' steps unrolled
-    one after another inside one program). 'auto' picks 'map' on CPU: with XLA's own
-    convolutions a vmapped step becomes a grouped convolution (~16x slower than 4 separate
-    steps), and with the matrix-product conv layers (the CPU default) a 16-member vmap ran at
-    0.23x the images/s of one model (batched products of 16 members' activations) while 4
-    members ran at 0.97x (benchmarks/sweep_scaling.py). A 2-core CPU is already busy with one
-    model, so unrolling loses nothing."""
+    one after another inside one program). 'auto' picks 'map' on CPU: there a vmapped
+    convolution becomes a grouped convolution or a batched product over the members'
+    activations, both slower than the members' own steps one after another, and a CPU is
+    already busy with one model (benchmarks/sweep_scaling.py measures it)."""
     mode = config.sweep.vectorize
     if mode == "auto":
         return "map" if jax.default_backend() == "cpu" else "vmap"
