@@ -115,8 +115,11 @@ def save_grouped_boxes(path, labels: Sequence[str], values: Sequence[Sequence[fl
     filled = [i for i, v in enumerate(values) if len(v)]
     ax.boxplot([values[i] for i in filled], positions=positions[filled], widths=0.6, showfliers=False)
     jitter = np.random.default_rng(0)
-    for x, v in zip(positions, values, strict=True):
-        ax.scatter(x + jitter.uniform(-0.15, 0.15, len(v)), v, s=10, color="tab:blue", alpha=0.6, zorder=3)
+    methods = [label.split("\n")[0] for label in labels]  # the first line names the method: the colour
+    order = list(dict.fromkeys(methods))
+    for x, v, method in zip(positions, values, methods, strict=True):
+        colour = f"C{order.index(method) % 10}"
+        ax.scatter(x + jitter.uniform(-0.15, 0.15, len(v)), v, s=10, color=colour, alpha=0.7, zorder=3)
     ax.set_xticks(positions, labels, rotation=90, fontsize=7)
     ax.set_xlim(0.4, len(labels) + 0.6)
     ax.set_ylabel(metric)
@@ -134,7 +137,8 @@ def save_correlation_matrix(path, matrix: np.ndarray, names: Sequence[str], titl
     for i in range(m):
         for j in range(m):
             if np.isfinite(matrix[i, j]):
-                ax.text(j, i, f"{100 * matrix[i, j]:.0f}", ha="center", va="center", fontsize=6)
+                colour = "white" if abs(matrix[i, j]) > 0.6 else "black"
+                ax.text(j, i, f"{100 * matrix[i, j]:.0f}", ha="center", va="center", fontsize=6, color=colour)
     ax.set_xticks(range(m), names, rotation=90, fontsize=7)
     ax.set_yticks(range(m), names, fontsize=7)
     fig.colorbar(im, ax=ax, fraction=0.046)
