@@ -84,8 +84,10 @@ def read_sweep(workdir: str | Path, method: str | None = None) -> list[dict]:
         reader = csv.DictReader(f)
         columns = list(reader.fieldnames or [])
         rows = [{k: _value(v) for k, v in row.items()} for row in reader]
-    metrics_start = columns.index("diverged") if "diverged" in columns else len(columns)
-    swept = [c for c in columns[:metrics_start] if c != "member"]
+    if "diverged" in columns:  # the sweep writes member, the swept fields, diverged, the metrics, step
+        swept = [c for c in columns[: columns.index("diverged")] if c != "member"]
+    else:
+        swept = [c for c in columns if c == "seed" or "." in c]
     method = method or method_of(config, swept)
     hparam = next((c for c in swept if c != "seed" and all(_is_number(r[c]) for r in rows)), None)
     hparam = hparam or METHOD_HPARAM.get(method)
