@@ -21,6 +21,7 @@ import ml_collections
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from vae_jax.evaluate import study
 from vae_jax.train import engine, evaluation, sharding
 from vae_jax.train.feed import host_batches
 from vae_jax.train.state import LOSS_HPARAMS, create_train_state
@@ -90,7 +91,9 @@ def train_sweep(
 
     Writes config.json, metrics.jsonl (each record with the member's index and values),
     sweep_results.csv and results.json (the rows), plots of each metric against the swept
-    value, and per member members/<i>/ (its results.json, pictures and TensorBoard events).
+    value, study/ (the rows as a study table with box plots per metric and the metrics' rank
+    correlation, `vae_jax.evaluate.study`), and per member members/<i>/ (its results.json,
+    pictures and TensorBoard events).
     """
     workdir = Path(workdir)
     assignments = parse_sweep(config.sweep.spec, config)
@@ -109,6 +112,7 @@ def train_sweep(
             rows += program.train(workdir if len(groups) == 1 else workdir / f"program_{p}")
         if writer.enabled:
             write_sweep_results(workdir, rows, list(assignments[0]))
+            study.write_study([workdir], workdir / "study")  # the members as one study table, plots
         results = {"members": rows}
         writer.write_results(results)
     finally:
