@@ -102,7 +102,9 @@ def _find_local(name: str, directory: Path | None):
 
 def _unavailable(name: str, local: Path | None, data_dir: str, reason: str) -> DatasetUnavailableError:
     spec = SPECS[name]
-    where = f"config.data.local_dir={str(local)!r} (for {spec.files})" if local else "no local_dir"
+    where = "no local directory (config.data.local_dir is unset)"
+    if local:
+        where = f"config.data.local_dir={str(local)!r} (for {spec.files})"
     if spec.tfds_name:
         where += f" and the TFDS builder {spec.tfds_name!r} in data_dir {data_dir!r}"
     hint = f"{spec.get}, then pass --config.data.local_dir=DIR, the directory that holds {spec.files}"
