@@ -30,7 +30,7 @@ from vae_jax.train.sweep import create_sweep_state, make_sweep_step
 from vae_jax.train.sweep_spec import member_config, parse_sweep
 
 PLATFORMS = ("cuda", "tpu")
-NOT_CONFIGS = {"run", "common", "__init__"}
+NOT_CONFIGS = {"run", "common", "study", "__init__"}  # the CLIs and shared pieces
 # ppca is fitted in closed form (vae_jax.train.closed_form): no train step to lower.
 # vq_prior trains a PixelCNN prior by prior_training.make_prior_step: test_prior_step_exports.
 NOT_GRADIENT_STEPS = {"ppca", "vq_prior"}
