@@ -16,7 +16,7 @@ from clu import periodic_actions
 
 from vae_jax import data as data_lib
 from vae_jax.errors import UserError
-from vae_jax.evaluate import anomaly, likelihood, pictures
+from vae_jax.evaluate import anomaly, codebook, likelihood, pictures
 from vae_jax.evaluate import metrics as eval_metrics
 from vae_jax.evaluate.ground_truth import evaluate_ground_truth
 from vae_jax.models import VAE, VQVAE, build_model
@@ -79,7 +79,7 @@ def evaluate(config, writer: Workdir, dataset, model, state, mesh, eval_step, fi
         eval_step, state, dataset.eval_images, config.eval.batch_size, rng,
         to_device=lambda x: sharding.global_batch(x, mesh),
     )  # fmt: skip
-    num_codes = config.model.vq.num_codes if isinstance(model, VQVAE) else None
+    num_codes = model.quantizer.codebook_size if isinstance(model, VQVAE) else None
     summary = eval_metrics.summarize(per_example, num_codes)
     kl_per_dim = per_example["kl_per_dim"].mean(0) if "kl_per_dim" in per_example else None
     if kl_per_dim is not None:
@@ -109,6 +109,8 @@ def evaluate(config, writer: Workdir, dataset, model, state, mesh, eval_step, fi
         codes_x=dataset.eval_images[:2000],
     )  # fmt: skip
     writer.write_images(step, grids)
+    if num_codes and writer.enabled:
+        codebook.write_usage_histogram(per_example["indices"], num_codes, writer.images_dir, step)
     writer.log(step, "eval", summary)
     return summary
 
