@@ -8,12 +8,12 @@ import ml_collections
 from vae_jax.errors import ConfigError
 from vae_jax.models.autoencoders import VAE, VQVAE, AEOutput, Autoencoder, VAEOutput, VQVAEOutput
 from vae_jax.models.conv import ConvDecoder, ConvEncoder, num_params
-from vae_jax.models.mlp import MLPDecoder, MLPEncoder
 from vae_jax.models.fsq import FSQ
+from vae_jax.models.mlp import MLPDecoder, MLPEncoder
 from vae_jax.models.quantizer import VectorQuantizer, VQOutput
 from vae_jax.models.quantizers import ProjectedQuantizer, build_quantizer, encoder_width
-from vae_jax.models.residual_vq import ResidualVQ
 from vae_jax.models.recurrent import RecurrentDecoder, RecurrentEncoder
+from vae_jax.models.residual_vq import ResidualVQ
 
 __all__ = [
     "AEOutput",

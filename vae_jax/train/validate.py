@@ -51,7 +51,7 @@ def _validate_quantizer(vq: ml_collections.ConfigDict) -> None:
     if vq.kind == "fsq":
         _check(
             bool(levels) or vq.num_codes in RECOMMENDED_LEVELS, "model.vq.num_codes", vq.num_codes,
-            f"FSQ without model.vq.fsq_levels needs a size with a recommended level set: {sorted(RECOMMENDED_LEVELS)}",
+            f"FSQ without model.vq.fsq_levels needs one of {sorted(RECOMMENDED_LEVELS)} (or set fsq_levels)",
         )  # fmt: skip
         for field in ("ema", "cosine", "kmeans_init", "restart_threshold"):
             _check(
