@@ -17,7 +17,7 @@ import optax
 from clu import periodic_actions
 
 from vae_jax.evaluate.pictures import to_image
-from vae_jax.models.prior import PixelCNNPrior, sample_codes
+from vae_jax.models.prior import PixelCNNPrior, grid_to_levels, levels_to_grid, sample_codes
 from vae_jax.train import checkpoint, loop
 from vae_jax.train.validate import ConfigError
 from vae_jax.train.workdir import Workdir
@@ -85,12 +85,15 @@ def _train_and_sample(config: ml_collections.ConfigDict, writer: Workdir) -> dic
     vq_config, dataset, vqvae, vq_state = _vqvae(config)
     train_codes = encode_codes(vqvae, vq_state, dataset.train_images)
     test_codes = encode_codes(vqvae, vq_state, dataset.eval_images)
+    levels = train_codes.shape[-1] if train_codes.ndim == 4 else 0  # residual VQ: [N, h, w, levels]
+    if levels:
+        train_codes, test_codes = levels_to_grid(train_codes), levels_to_grid(test_codes)
     if train_codes.ndim != 3:
         raise ConfigError(
             f"config.prior.vqvae_workdir={config.prior.vqvae_workdir!r} is invalid: the code prior needs "
             "a 2-D code grid (a conv VQ-VAE)"
         )
-    num_codes = vq_config.model.vq.num_codes
+    num_codes = vqvae.quantizer.codebook_size
     prior = PixelCNNPrior(num_codes, config.prior.features, config.prior.layers)
     rng = jax.random.key(config.seed)
     params, nll = _fit(config, prior, train_codes, rng, writer)
@@ -107,6 +110,7 @@ def _train_and_sample(config: ml_collections.ConfigDict, writer: Workdir) -> dic
     }
     samples = sample_codes(prior, params, jax.random.fold_in(rng, 1), 64, grid)
     variables = {"params": vq_state.params, **vq_state.model_state}
+    samples = grid_to_levels(samples, levels) if levels else samples
     images = to_image(vqvae.apply(variables, samples, method=vqvae.decode_indices), vq_config.loss.likelihood)
     writer.write_grid("samples", config.train.num_steps, np.asarray(images), 8)
     return results
