@@ -230,7 +230,7 @@ def test_vq_prior_trains_from_a_vqvae_checkpoint_and_samples(vq_name, tmp_path, 
     assert 0 < results["prior_nll_bits_per_code"] < 1.5 * results["uniform_bits_per_code"]
     assert results["prior_bits_per_dim"] > 0
     assert (tmp_path / "prior" / "images" / "samples_12.png").exists()
-    assert assert_workdir_contract(tmp_path / "prior", checkpoints=False) == results
+    assert assert_workdir_contract(tmp_path / "prior") == results
     codes = {"vq_vae": 512, "fsq_vae": 1000, "rvq_vae": 256}[vq_name]  # FSQ: 8 * 5 * 5 * 5 grid points
     assert results["uniform_bits_per_code"] == pytest.approx(np.log2(codes))
 
