@@ -245,3 +245,15 @@ def test_vq_estimators_ablation_smoke(tmp_path, idx_dir, tfds_dir):
     ]  # fmt: skip
     assert all(0 < r["codebook_usage"] <= 1 and r["perplexity"] >= 1 for r in rows)
     assert len(list(tmp_path.rglob("images/code_usage_*.png"))) == 2
+
+
+def test_new_quantizer_options_train_as_one_vmapped_sweep(tmp_path, idx_dir, tfds_dir):
+    """Commitment cost stays numeric: two members of an RVQ (rotation, k-means, dropout) in one vmap."""
+    config = use_local_idx(load_config("rvq_vae", "smoke"), idx_dir, tfds_dir)
+    config.model.vq.estimator = "rotation"
+    config.sweep.spec, config.sweep.vectorize = "loss.commitment_cost=0.1,2", "vmap"
+    config.train.num_steps = 6
+    rows = train_and_evaluate(config, tmp_path)["members"]
+    assert [r["loss.commitment_cost"] for r in rows] == [0.1, 2]
+    assert rows[0]["rec"] != rows[1]["rec"] and all(np.isfinite(r["rec"]) for r in rows)
+    assert not (tmp_path / "program_1").exists()  # one program
