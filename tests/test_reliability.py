@@ -31,6 +31,11 @@ from vae_jax.train.workdir import Workdir, read_metrics
         ("model.vq.decay", 1.5, "config.model.vq.decay=1.5 is invalid: must be in (0, 1)"),
         ("model.conv_impl", "cudnn", "config.model.conv_impl='cudnn' is invalid: must be one of"),
         ("loss.beta_warmup", -10.0, "config.loss.beta_warmup=-10.0 is invalid: must be >= 0"),
+        (
+            "data.texture",
+            "/nonexistent/scream.jpg",
+            "config.data.texture='/nonexistent/scream.jpg' is invalid",
+        ),
     ],
 )
 def test_invalid_config_values_name_field_value_and_rule(field, value, expect):
