@@ -56,6 +56,18 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.vq.decay = 0.99
     c.model.vq.epsilon = 1e-5
     c.model.vq.restart_threshold = 0.0  # EMA cluster size below which a code restarts; 0 = off
+    # 'vq' (one codebook) | 'fsq' (finite scalar quantization, Mentzer et al. 2023: no codebook)
+    # | 'rvq' (residual VQ, Zeghidour et al. 2021: num_levels codebooks on successive residuals)
+    c.model.vq.kind = "vq"
+    # Gradient to the encoder: 'straight_through' (van den Oord et al. 2017) | 'rotation' (Fifty et
+    # al. 2024); the forward value is the same.
+    c.model.vq.estimator = "straight_through"
+    c.model.vq.kmeans_init = 0  # Lloyd steps seeding the codebook from the first train batch; 0 = off
+    c.model.vq.cosine = False  # l2-normalised codes and inputs (match by cosine similarity)
+    c.model.vq.encoder_dim = 0  # encoder channels per position; > code_dim adds projections; 0 = code_dim
+    c.model.vq.fsq_levels = ()  # FSQ levels per channel, e.g. (8, 5, 5, 5); () = the paper's for num_codes
+    c.model.vq.num_levels = 4  # RVQ: number of residual quantizers
+    c.model.vq.dropout = False  # RVQ: quantizer dropout (each example keeps its first n ~ U{1..N} levels)
 
     c.loss = ml_collections.ConfigDict()
     c.loss.likelihood = "bernoulli"  # 'bernoulli' (logits) | 'gaussian' (mean)

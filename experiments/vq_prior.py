@@ -5,6 +5,9 @@ Train the VQ-VAE first, then point this at its workdir:
   python -m experiments.run --config=experiments/vq_vae.py:quick
   python -m experiments.run --config=experiments/vq_prior.py:quick \
       --config.prior.vqvae_workdir=runs/vq_vae_quick
+
+Any quantizer's codes work: FSQ's grid indices (fsq_vae.py) and residual VQ's levels, read
+interleaved along the grid's width (rvq_vae.py; vae_jax/models/prior.py).
 """
 
 import ml_collections

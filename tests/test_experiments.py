@@ -27,6 +27,11 @@ RESULT_KEYS = {
 }
 
 
+def _eval_records(workdir: Path) -> list[dict]:
+    lines = (workdir / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["split"] == "eval"]
+
+
 def assert_config_workdir(workdir: Path, model_name: str):
     """The shared workdir contract, plus what a config of model_name must show in it."""
     closed_form = model_name == "ppca"  # no training loop: no train records or checkpoints
@@ -37,6 +42,8 @@ def assert_config_workdir(workdir: Path, model_name: str):
     assert "reconstructions" in pngs
     if model_name == "vae":
         assert {"samples", "traversals"} <= pngs
+    if model_name == "vqvae":  # the whole eval set's code usage
+        assert "code" in pngs and all(0 < r["codebook_usage"] <= 1 for r in _eval_records(workdir))
     assert list(workdir.glob("events.out.tfevents.*"))  # at the top, where TensorBoard is pointed
     assert RESULT_KEYS[model_name] <= results.keys()
     if model_name == "vae":  # L_k >= L_1: the IWAE NLL is at most the negative ELBO (sampling noise aside)
@@ -49,7 +56,10 @@ def test_smoke_preset_writes_workdir_contract(name, tmp_path, idx_dir, tfds_dir)
     config = use_local_idx(load_config(name, "smoke"), idx_dir, tfds_dir)
     results = train_and_evaluate(config, tmp_path / "run")
     assert results["step"] == (0 if config.model.name == "ppca" else config.train.num_steps)
-    assert_config_workdir(tmp_path / "run", config.model.name)
+    results = assert_config_workdir(tmp_path / "run", config.model.name)
+    if config.model.name == "vqvae" and config.model.vq.kind == "rvq":  # per residual level
+        levels = range(config.model.vq.num_levels)
+        assert {f"{m}_level{n}" for m in ("perplexity", "codebook_usage") for n in levels} <= results.keys()
 
 
 def test_presets_change_scale_not_dataset():
@@ -210,8 +220,9 @@ def test_seq2seq_vae_on_image_rows(tmp_path, idx_dir, tfds_dir):
     assert (tmp_path / "images" / "reconstructions_12.png").exists()
 
 
-def test_vq_prior_trains_from_a_vqvae_checkpoint_and_samples(tmp_path, idx_dir, tfds_dir):
-    vq = use_local_idx(load_config("vq_vae", "smoke"), idx_dir, tfds_dir)
+@pytest.mark.parametrize("vq_name", ["vq_vae", "fsq_vae", "rvq_vae"])
+def test_vq_prior_trains_from_a_vqvae_checkpoint_and_samples(vq_name, tmp_path, idx_dir, tfds_dir):
+    vq = use_local_idx(load_config(vq_name, "smoke"), idx_dir, tfds_dir)
     train_and_evaluate(vq, tmp_path / "vq")
     prior = use_local_idx(load_config("vq_prior", "smoke"), idx_dir, tfds_dir)
     prior.prior.vqvae_workdir = str(tmp_path / "vq")
@@ -220,6 +231,32 @@ def test_vq_prior_trains_from_a_vqvae_checkpoint_and_samples(tmp_path, idx_dir, 
     assert results["prior_bits_per_dim"] > 0
     assert (tmp_path / "prior" / "images" / "samples_12.png").exists()
     assert assert_workdir_contract(tmp_path / "prior") == results
+    codes = {"vq_vae": 512, "fsq_vae": 1000, "rvq_vae": 256}[vq_name]  # FSQ: 8 * 5 * 5 * 5 grid points
+    assert results["uniform_bits_per_code"] == pytest.approx(np.log2(codes))
+
+
+def test_vq_estimators_ablation_smoke(tmp_path, idx_dir, tfds_dir):
+    from experiments.ablations import vq_estimators
+
+    config = use_local_idx(vq_estimators.get_config("smoke"), idx_dir, tfds_dir)
+    rows = train_and_evaluate(config, tmp_path)["members"]
+    assert [(r["model.vq.estimator"], r["model.vq.cosine"]) for r in rows] == [
+        ("straight_through", False), ("rotation", True),
+    ]  # fmt: skip
+    assert all(0 < r["codebook_usage"] <= 1 and r["perplexity"] >= 1 for r in rows)
+    assert len(list(tmp_path.rglob("images/code_usage_*.png"))) == 2
+
+
+def test_new_quantizer_options_train_as_one_vmapped_sweep(tmp_path, idx_dir, tfds_dir):
+    """Commitment cost stays numeric: two members of an RVQ (rotation, k-means, dropout) in one vmap."""
+    config = use_local_idx(load_config("rvq_vae", "smoke"), idx_dir, tfds_dir)
+    config.model.vq.estimator = "rotation"
+    config.sweep.spec, config.sweep.vectorize = "loss.commitment_cost=0.1,2", "vmap"
+    config.train.num_steps = 6
+    rows = train_and_evaluate(config, tmp_path)["members"]
+    assert [r["loss.commitment_cost"] for r in rows] == [0.1, 2]
+    assert rows[0]["rec"] != rows[1]["rec"] and all(np.isfinite(r["rec"]) for r in rows)
+    assert not (tmp_path / "program_1").exists()  # one program
 
 
 @pytest.mark.parametrize("name", ["color_dsprites", "noisy_dsprites"])

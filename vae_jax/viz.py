@@ -146,3 +146,19 @@ def save_correlation_matrix(path, matrix: np.ndarray, names: Sequence[str], titl
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def save_code_usage(path, shares: np.ndarray) -> None:
+    """Bar chart of each code's share of all assignments [L, K], codes sorted by share, one row per level."""
+    levels = len(shares)
+    fig, axes = plt.subplots(levels, 1, figsize=(6, 2.2 * levels), squeeze=False)
+    for n, (ax, share) in enumerate(zip(axes[:, 0], shares, strict=True)):
+        used = int(np.sum(share > 0))
+        ax.bar(np.arange(len(share)), np.sort(share)[::-1], width=1.0)
+        ax.set_ylabel("share")
+        title = f"{used}/{len(share)} codes used"
+        ax.set_title(title if levels == 1 else f"level {n}: {title}", fontsize=9)
+    axes[-1, 0].set_xlabel("code (sorted by use)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

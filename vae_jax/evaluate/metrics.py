@@ -5,7 +5,7 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
-from vae_jax.models.quantizer import usage_statistics
+from vae_jax.evaluate.codebook import codebook_health
 
 
 def batched(x: np.ndarray, batch_size: int):
@@ -35,7 +35,5 @@ def summarize(per_example: dict[str, np.ndarray], num_codes: int | None = None) 
     """Means of per-example metrics; perplexity and usage of VQ codes over the whole set."""
     summary = {k: float(np.mean(v)) for k, v in per_example.items() if k not in ("indices", "kl_per_dim")}
     if "indices" in per_example and num_codes:
-        counts = np.bincount(per_example["indices"].ravel(), minlength=num_codes).astype(np.float32)
-        perplexity, usage = usage_statistics(counts)
-        summary.update(perplexity=float(perplexity), codebook_usage=float(usage))
+        summary.update(codebook_health(per_example["indices"], num_codes))
     return summary

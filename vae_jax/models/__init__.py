@@ -8,21 +8,27 @@ import ml_collections
 from vae_jax.errors import ConfigError
 from vae_jax.models.autoencoders import VAE, VQVAE, AEOutput, Autoencoder, VAEOutput, VQVAEOutput
 from vae_jax.models.conv import ConvDecoder, ConvEncoder, num_params
+from vae_jax.models.fsq import FSQ
 from vae_jax.models.mlp import MLPDecoder, MLPEncoder
 from vae_jax.models.quantizer import VectorQuantizer, VQOutput
+from vae_jax.models.quantizers import ProjectedQuantizer, build_quantizer, encoder_width
 from vae_jax.models.recurrent import RecurrentDecoder, RecurrentEncoder
+from vae_jax.models.residual_vq import ResidualVQ
 
 __all__ = [
     "AEOutput",
     "Autoencoder",
     "ConvDecoder",
     "ConvEncoder",
+    "FSQ",
     "MLPDecoder",
     "MLPEncoder",
     "MODELS",
     "NETWORKS",
+    "ProjectedQuantizer",
     "RecurrentDecoder",
     "RecurrentEncoder",
+    "ResidualVQ",
     "VAE",
     "VAEOutput",
     "VQOutput",
@@ -30,6 +36,7 @@ __all__ = [
     "VQVAEOutput",
     "VectorQuantizer",
     "build_model",
+    "build_quantizer",
     "num_params",
 ]
 
@@ -75,14 +82,15 @@ def _vae(cfg, loss_cfg, data_shape) -> nn.Module:
 
 def _vqvae(cfg, loss_cfg, data_shape) -> nn.Module:
     vq = cfg.vq
-    quantizer = VectorQuantizer(vq.num_codes, vq.code_dim, vq.ema, vq.decay, vq.epsilon, vq.restart_threshold)
+    quantizer = build_quantizer(vq)
+    width = encoder_width(vq)
     spatial = cfg.encoder == "conv"
     if spatial:
-        enc = _encoder(cfg, vq.code_dim, spatial=True)
+        enc = _encoder(cfg, width, spatial=True)
         latent_shape = ()
-    else:  # A flat encoder emits num_latents codes of size code_dim.
-        enc = _encoder(cfg, vq.num_latents * vq.code_dim)
-        latent_shape = (vq.num_latents, vq.code_dim)
+    else:  # A flat encoder emits num_latents codes of `width` channels.
+        enc = _encoder(cfg, vq.num_latents * width)
+        latent_shape = (vq.num_latents, width)
     dec = _decoder(cfg, data_shape, spatial=spatial)
     return VQVAE(enc, dec, quantizer, latent_shape, **_scale_kwargs(loss_cfg))
 

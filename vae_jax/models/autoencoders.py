@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vae_jax.models.quantizer import VectorQuantizer, VQOutput
+from vae_jax.models.quantizer import VQOutput
 
 
 class AEOutput(NamedTuple):
@@ -108,7 +108,7 @@ class VQVAE(nn.Module):
 
     encoder: nn.Module  # outputs [B, ..., code_dim]
     decoder: nn.Module
-    quantizer: VectorQuantizer
+    quantizer: nn.Module  # any of vae_jax.models.quantizers (VQ, FSQ, residual VQ, projected)
     latent_shape: tuple[int, ...] = ()  # reshape of a flat encoder output, e.g. (num_latents, D)
     learn_scale: bool = False
     fixed_log_scale: float = 0.0
@@ -126,11 +126,8 @@ class VQVAE(nn.Module):
         return self.decoder(z_q)
 
     def decode_indices(self, indices: jax.Array) -> jax.Array:
-        """Decode a grid of code indices [B, ...] (e.g. sampled from a prior)."""
-        codebook = self.quantizer.variables.get("vq", {}).get("codebook")
-        if codebook is None:
-            codebook = self.quantizer.variables["params"]["codebook"]
-        return self.decode(jnp.take(codebook, indices, axis=0))
+        """Decode a grid of code indices [B, ...] ([B, ..., N] for N residual levels), e.g. prior samples."""
+        return self.decode(self.quantizer.lookup(indices))
 
     def __call__(self, x: jax.Array, train: bool = False) -> VQVAEOutput:
         z_e = self.encode(x)

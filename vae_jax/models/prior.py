@@ -2,6 +2,12 @@
 
 p(c) = prod_{i,j} p(c_ij | codes above, and left of (i, j)), enforced by masked
 convolutions: mask 'A' (first layer) hides the centre, mask 'B' shows it.
+
+Codes of any quantizer: FSQ gives one index per position (its mixed-radix index on the level
+grid, `codebook_size` = prod(levels) values). Residual VQ gives N indices per position
+[B, h, w, N]; `levels_to_grid` interleaves them along the width, [B, h, w * N], so the raster
+order visits position (i, j) level by level, coarse to fine, and the same PixelCNN models
+p(c) = prod_{i,j,n} p(c_ijn | earlier positions, and earlier levels at (i, j)) exactly.
 """
 
 import flax.linen as nn
@@ -51,6 +57,16 @@ class PixelCNNPrior(nn.Module):
         for _ in range(self.layers):
             h = h + nn.relu(MaskedConv(self.features, 3, include_centre=True)(h))
         return nn.Conv(self.num_codes, (1, 1))(nn.relu(h))
+
+
+def levels_to_grid(codes: np.ndarray) -> np.ndarray:
+    """[B, h, w, N] residual-VQ codes -> [B, h, w * N] (levels interleaved along the width)."""
+    return codes.reshape(codes.shape[0], codes.shape[1], -1)
+
+
+def grid_to_levels(grid: jax.Array, num_levels: int) -> jax.Array:
+    """The inverse of levels_to_grid: [B, h, w * N] -> [B, h, w, N]."""
+    return grid.reshape(grid.shape[0], grid.shape[1], -1, num_levels)
 
 
 def sample_codes(prior: PixelCNNPrior, params, rng: jax.Array, num: int, grid: tuple[int, int]) -> jax.Array:

@@ -3,7 +3,7 @@
 import jax
 import numpy as np
 
-from vae_jax.evaluate import anomaly, likelihood, pictures
+from vae_jax.evaluate import anomaly, codebook, likelihood, pictures
 from vae_jax.evaluate import metrics as eval_metrics
 from vae_jax.evaluate.ground_truth import evaluate_ground_truth
 from vae_jax.models import VAE, VQVAE
@@ -31,7 +31,7 @@ def evaluate(run: Run, state, eval_step, final: bool = False) -> dict:
         eval_step, state, dataset.eval_images, config.eval.batch_size, rng,
         to_device=lambda x: sharding.global_batch(x, run.mesh),
     )  # fmt: skip
-    num_codes = config.model.vq.num_codes if isinstance(run.model, VQVAE) else None
+    num_codes = run.model.quantizer.codebook_size if isinstance(run.model, VQVAE) else None
     summary = eval_metrics.summarize(per_example, num_codes)
     kl_per_dim = per_example["kl_per_dim"].mean(0) if "kl_per_dim" in per_example else None
     if kl_per_dim is not None:
@@ -53,6 +53,8 @@ def evaluate(run: Run, state, eval_step, final: bool = False) -> dict:
         codes_x=dataset.eval_images[:2000],
     )  # fmt: skip
     run.writer.write_images(step, grids)
+    if num_codes and run.writer.enabled:
+        codebook.write_usage_histogram(per_example["indices"], num_codes, run.writer.images_dir, step)
     run.writer.log(step, "eval", summary)
     return summary
 

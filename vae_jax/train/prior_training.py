@@ -19,7 +19,7 @@ import optax
 from vae_jax.data import pipeline
 from vae_jax.errors import ConfigError
 from vae_jax.evaluate.pictures import to_image
-from vae_jax.models.prior import PixelCNNPrior, sample_codes
+from vae_jax.models.prior import PixelCNNPrior, grid_to_levels, levels_to_grid, sample_codes
 from vae_jax.train import checkpoint, engine, sharding
 from vae_jax.train.state import TrainState
 from vae_jax.train.workdir import Workdir
@@ -87,12 +87,15 @@ def _train_and_sample(config: ml_collections.ConfigDict, writer: Workdir) -> dic
     vq_config, dataset, vqvae, vq_state = _vqvae(config)
     train_codes = encode_codes(vqvae, vq_state, dataset.train_images)
     test_codes = encode_codes(vqvae, vq_state, dataset.eval_images)
+    levels = train_codes.shape[-1] if train_codes.ndim == 4 else 0  # residual VQ: [N, h, w, levels]
+    if levels:
+        train_codes, test_codes = levels_to_grid(train_codes), levels_to_grid(test_codes)
     if train_codes.ndim != 3:
         raise ConfigError(
             f"config.prior.vqvae_workdir={config.prior.vqvae_workdir!r} is invalid: the code prior needs "
             "a 2-D code grid (a conv VQ-VAE)"
         )
-    num_codes = vq_config.model.vq.num_codes
+    num_codes = vqvae.quantizer.codebook_size
     prior = PixelCNNPrior(num_codes, config.prior.features, config.prior.layers)
     state, nll = _fit(config, prior, train_codes, writer)
     eval_nll = float(np.mean([float(nll(state.params, jnp.asarray(test_codes[i : i + 500])))
@@ -109,6 +112,7 @@ def _train_and_sample(config: ml_collections.ConfigDict, writer: Workdir) -> dic
     rng = jax.random.fold_in(jax.random.key(config.seed), 1)
     samples = sample_codes(prior, state.params, rng, 64, grid)
     variables = {"params": vq_state.params, **vq_state.model_state}
+    samples = grid_to_levels(samples, levels) if levels else samples
     images = to_image(vqvae.apply(variables, samples, method=vqvae.decode_indices), vq_config.loss.likelihood)
     writer.write_grid("samples", results["step"], np.asarray(images), 8)
     return results

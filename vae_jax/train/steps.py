@@ -53,14 +53,33 @@ def compute_loss(out, x, hparams, step, *, likelihood: str, ema_codebook: bool):
         metrics["capacity"] = c
         metrics["beta_now"] = beta
     elif isinstance(out, VQVAEOutput):
-        loss, metrics = objectives.vq_loss(
-            terms["rec_ll"], out.z_e, out.vq.codewords, hparams["commitment_cost"],
-            use_codebook_loss=not ema_codebook,
-        )  # fmt: skip
-        metrics["perplexity"] = out.vq.perplexity
-        metrics["codebook_usage"] = out.vq.usage
+        loss, metrics = _vq_objective(out, terms["rec_ll"], hparams["commitment_cost"], ema_codebook)
     else:
         loss, metrics = objectives.ae_loss(terms["rec_ll"])
+    return loss, metrics
+
+
+def _vq_objective(out: VQVAEOutput, rec_ll, commitment_cost, ema_codebook: bool):
+    """VQ-VAE loss of any quantizer, and its code statistics (per level for residual VQ).
+
+    The codebook and commitment terms compare the quantizer's `inputs` (z_e, or its projection,
+    normalisation or residuals) with the codewords; FSQ has neither term: its loss is the
+    reconstruction NLL alone (Mentzer et al. 2023).
+    """
+    vq = out.vq
+    if vq.codewords is None:
+        loss, metrics = objectives.ae_loss(rec_ll)
+    else:
+        inputs = out.z_e if vq.inputs is None else vq.inputs
+        loss, metrics = objectives.vq_loss(
+            rec_ll, inputs, vq.codewords, commitment_cost, use_codebook_loss=not ema_codebook
+        )
+    metrics["perplexity"] = vq.perplexity
+    metrics["codebook_usage"] = vq.usage
+    if vq.level_usage is not None:
+        for n in range(vq.level_usage.shape[0]):
+            metrics[f"perplexity_level{n}"] = vq.level_perplexity[n]
+            metrics[f"codebook_usage_level{n}"] = vq.level_usage[n]
     return loss, metrics
 
 
@@ -117,7 +136,8 @@ def make_eval_step(likelihood: str) -> Callable:
             result.update(kl=terms["kl"], neg_elbo=terms["kl"] - terms["rec_ll"])
             result["kl_per_dim"] = terms["kl_per_dim"]
         if isinstance(out, VQVAEOutput):
-            result["indices"] = out.vq.indices.reshape(x.shape[0], -1)
+            levels = 1 if out.vq.level_usage is None else out.vq.level_usage.shape[0]
+            result["indices"] = out.vq.indices.reshape(x.shape[0], -1, levels)  # [B, positions, levels]
         return result
 
     return eval_step

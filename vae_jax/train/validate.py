@@ -32,6 +32,54 @@ def _one_of(config, field: str, allowed) -> None:
     _check(value in allowed, field, value, f"must be one of {list(allowed)}")
 
 
+def _validate_quantizer(vq: ml_collections.ConfigDict) -> None:
+    """The quantizer fields of config.model.vq (vae_jax.models.quantizers)."""
+    from vae_jax.models.fsq import RECOMMENDED_LEVELS
+    from vae_jax.models.quantizers import KINDS, code_dim
+    from vae_jax.models.vq_ops import ESTIMATORS
+
+    _check(vq.kind in KINDS, "model.vq.kind", vq.kind, f"must be one of {list(KINDS)}")
+    _check(
+        vq.estimator in ESTIMATORS, "model.vq.estimator", vq.estimator, f"must be one of {list(ESTIMATORS)}"
+    )
+    _check(vq.kmeans_init >= 0, "model.vq.kmeans_init", vq.kmeans_init, "must be >= 0 Lloyd steps (0 = off)")
+    _check(
+        vq.encoder_dim >= 0, "model.vq.encoder_dim", vq.encoder_dim, "must be >= 0 (0 = the code dimension)"
+    )
+    _check(vq.num_levels >= 1, "model.vq.num_levels", vq.num_levels, "must be >= 1 residual quantizer")
+    levels = tuple(vq.fsq_levels)
+    _check(all(int(v) >= 2 for v in levels), "model.vq.fsq_levels", levels, "every level must be >= 2")
+    if vq.kind == "fsq":
+        _check(
+            bool(levels) or vq.num_codes in RECOMMENDED_LEVELS, "model.vq.num_codes", vq.num_codes,
+            f"FSQ without model.vq.fsq_levels needs one of {sorted(RECOMMENDED_LEVELS)} (or set fsq_levels)",
+        )  # fmt: skip
+        for field in ("ema", "cosine", "kmeans_init", "restart_threshold"):
+            _check(
+                not vq[field],
+                f"model.vq.{field}",
+                vq[field],
+                "FSQ has no codebook; leave it off with kind='fsq'",
+            )
+        _check(
+            vq.estimator == "straight_through", "model.vq.estimator", vq.estimator,
+            "FSQ rounds with straight-through; the rotation trick needs a codebook (kind='vq' or 'rvq')",
+        )  # fmt: skip
+    width = vq.encoder_dim
+    _check(
+        width == 0 or width >= code_dim(vq), "model.vq.encoder_dim", width,
+        f"must be 0 or >= the code dimension {code_dim(vq)} (the projection goes down to the codes)",
+    )  # fmt: skip
+    _check(
+        not (vq.kind == "rvq" and vq.cosine), "model.vq.cosine", vq.cosine,
+        "residuals of unit-norm codes do not sum back to the input; use cosine with kind='vq'",
+    )  # fmt: skip
+    _check(
+        not vq.dropout or vq.kind == "rvq", "model.vq.dropout", vq.dropout,
+        "quantizer dropout drops residual levels; set model.vq.kind='rvq' or dropout=False",
+    )  # fmt: skip
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError for the first invalid field of config (and of each sweep member)."""
     _validate_model(config)
@@ -62,6 +110,7 @@ def _validate_model(config: ml_collections.ConfigDict) -> None:
         vq.restart_threshold == 0 or vq.ema, "model.vq.restart_threshold", vq.restart_threshold,
         "dead-code restart needs the EMA codebook (model.vq.ema=True) or restart_threshold=0",
     )  # fmt: skip
+    _validate_quantizer(vq)
 
 
 def _validate_loss_and_optim(config: ml_collections.ConfigDict) -> None:

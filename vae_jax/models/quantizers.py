@@ -1,0 +1,77 @@
+"""One quantizer interface for VQ-VAE, selected by `config.model.vq`.
+
+Every quantizer maps z [B, ..., W] to a `VQOutput` (`quantized` has z's shape, the decoder
+reads it) and has `lookup(indices)` (codes -> decoder input, for prior samples) and
+`codebook_size` (the number of distinct indices per position and level):
+
+- kind='vq': `VectorQuantizer` (codebook, optional EMA / cosine / k-means init / restart).
+- kind='fsq': `FSQ` over `fsq_levels` (empty: the paper's set for num_codes).
+- kind='rvq': `ResidualVQ` of `num_levels` VectorQuantizers, with optional quantizer dropout.
+
+With `encoder_dim` above the code dimension, linear maps W -> D before and D -> W after the
+quantizer (`ProjectedQuantizer`; "factorized codes" of Yu et al. 2022) let the codes live in
+a low-dimensional space: losses and matching happen there.
+"""
+
+import flax.linen as nn
+import jax
+import ml_collections
+
+from vae_jax.models.fsq import FSQ, recommended_levels
+from vae_jax.models.quantizer import VectorQuantizer, VQOutput
+from vae_jax.models.residual_vq import ResidualVQ
+
+KINDS = ("vq", "fsq", "rvq")
+
+
+class ProjectedQuantizer(nn.Module):
+    """Dense(W -> D), quantize, Dense(D -> W)."""
+
+    inner: nn.Module
+    width: int
+
+    @property
+    def codebook_size(self) -> int:
+        return self.inner.codebook_size
+
+    def setup(self):
+        self.project_in = nn.Dense(self.inner.code_dim)
+        self.project_out = nn.Dense(self.width)
+
+    def __call__(self, z: jax.Array, train: bool = False) -> VQOutput:
+        out = self.inner(self.project_in(z), train=train)
+        return out._replace(quantized=self.project_out(out.quantized))
+
+    def lookup(self, indices: jax.Array) -> jax.Array:
+        return self.project_out(self.inner.lookup(indices))
+
+
+def fsq_levels(vq: ml_collections.ConfigDict) -> tuple[int, ...]:
+    """vq.fsq_levels, or the paper's recommended set for vq.num_codes when empty."""
+    return tuple(vq.fsq_levels) or recommended_levels(vq.num_codes)
+
+
+def code_dim(vq: ml_collections.ConfigDict) -> int:
+    """The dimension the codes live in: len(levels) for FSQ, vq.code_dim otherwise."""
+    return len(fsq_levels(vq)) if vq.kind == "fsq" else vq.code_dim
+
+
+def encoder_width(vq: ml_collections.ConfigDict) -> int:
+    """The channels the encoder emits per latent position: vq.encoder_dim, or the code dimension."""
+    return vq.get("encoder_dim", 0) or code_dim(vq)
+
+
+def build_quantizer(vq: ml_collections.ConfigDict) -> nn.Module:
+    """The quantizer of config.model.vq (validated by vae_jax.train.validate)."""
+    kind = vq.get("kind", "vq")
+    if kind == "fsq":
+        quantizer = FSQ(fsq_levels(vq))
+    else:
+        level = VectorQuantizer(
+            vq.num_codes, vq.code_dim, vq.ema, vq.decay, vq.epsilon, vq.restart_threshold,
+            estimator=vq.get("estimator", "straight_through"), cosine=bool(vq.get("cosine", False)),
+            kmeans_iters=int(vq.get("kmeans_init", 0)),
+        )  # fmt: skip
+        quantizer = level if kind == "vq" else ResidualVQ(level, vq.num_levels, bool(vq.dropout))
+    width = encoder_width(vq)
+    return ProjectedQuantizer(quantizer, width) if width != code_dim(vq) else quantizer
