@@ -20,6 +20,7 @@ from vae_jax.evaluate import anomaly, likelihood, pictures
 from vae_jax.evaluate import metrics as eval_metrics
 from vae_jax.evaluate.ground_truth import evaluate_ground_truth
 from vae_jax.models import VAE, VQVAE, build_model
+from vae_jax.objectives_iw import spec_from_config
 from vae_jax.train import checkpoint, sharding
 from vae_jax.train.state import create_train_state
 from vae_jax.train.steps import make_eval_step, make_train_step
@@ -191,7 +192,7 @@ def jitted_train_step(config, dataset, mesh):
     The batches are the same as the host pipeline's (`global_batch_indices`).
     """
     repl, data_sh = sharding.replicated(mesh), sharding.data_sharding(mesh)
-    inner = make_train_step(config.loss.likelihood, config.data.binarize)
+    inner = make_train_step(config.loss.likelihood, config.data.binarize, spec_from_config(config.loss))
     if not (config.data.on_device and dataset.train_images is not None):
         step = jax.jit(
             inner, in_shardings=(repl, data_sh, repl), out_shardings=(repl, repl), donate_argnums=0
