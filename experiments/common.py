@@ -162,3 +162,15 @@ def apply_preset(
         c.eval.num_examples = 2000
         c.eval.iwae_num_examples = 500
     return c
+
+
+def use_burda_schedule(c: ml_collections.ConfigDict, stage0_steps: int, num_stages: int = 8) -> None:
+    """Burda et al. 2016's optimization: Adam(0.9, 0.999, eps 1e-4), stages i = 0..num_stages-1 of
+    3^i * stage0_steps steps at 1e-3 * 10^(-i/7); train.num_steps covers all the stages."""
+    c.optim.name = "adam"
+    c.optim.learning_rate = 1e-3
+    c.optim.kwargs = ml_collections.ConfigDict({"b1": 0.9, "b2": 0.999, "eps": 1e-4})
+    c.optim.schedule = "burda"
+    c.optim.stage0_steps = stage0_steps
+    c.optim.num_stages = num_stages
+    c.train.num_steps = stage0_steps * (3**num_stages - 1) // 2  # sum of 3^i, i < num_stages
