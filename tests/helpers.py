@@ -12,7 +12,7 @@ import jax
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ("ae", "vae", "beta_vae", "vq_vae", "conv_ae", "latent2d", "anomaly", "seq2seq_ae", "ppca")
+CONFIGS = ("ae", "vae", "iwae", "beta_vae", "vq_vae", "conv_ae", "latent2d", "anomaly", "seq2seq_ae", "ppca")
 
 
 def device_count_flags(devices: int) -> str:
