@@ -161,3 +161,16 @@ def test_vamp_kl_estimate_converges_to_the_closed_form_when_the_prior_is_standar
     stderr = float(jnp.std(kl)) / np.sqrt(kl.size)
     assert abs(float(jnp.mean(kl)) - closed) < 4 * stderr
     assert stderr < 0.01 * closed  # the check is tight enough to see a wrong density
+
+
+def test_vamp_prior_samples_come_from_the_pseudo_input_posteriors():
+    model, state = _vae_state(prior="vamp")
+    variables = {"params": state.params}
+    z = model.apply(variables, 20_000, method="sample_prior", rngs={"sample": jax.random.key(0)})
+    means, logvars = model.apply(variables, state.params["pseudo_inputs"], method=model.encode)
+    mixture_mean = np.asarray(means).mean(0)
+    mixture_var = np.mean(np.exp(logvars) + np.square(means), 0) - np.square(mixture_mean)
+    np.testing.assert_allclose(
+        np.asarray(z).mean(0), mixture_mean, atol=4 * np.sqrt(mixture_var.max() / 20_000)
+    )
+    np.testing.assert_allclose(np.asarray(z).var(0), mixture_var, rtol=0.05)

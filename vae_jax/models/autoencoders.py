@@ -136,6 +136,16 @@ class VAE(nn.Module):
             return vamp_log_prior(z, *self.encode(self.pseudo_inputs))
         return log_normal_diag(z, jnp.zeros_like(z), jnp.zeros_like(z))
 
+    def sample_prior(self, num: int) -> jax.Array:
+        """num draws z ~ p(z), [num, latent_dim]: N(0, I), or a uniformly chosen q(z | u_k)."""
+        rng = self.make_rng("sample")
+        eps = jax.random.normal(rng, (num, self.latent_dim))
+        if self.prior != "vamp":
+            return eps
+        mean, logvar = self.encode(self.pseudo_inputs)
+        k = jax.random.randint(jax.random.fold_in(rng, 1), (num,), 0, self.num_pseudo_inputs)
+        return mean[k] + jnp.exp(0.5 * logvar[k]) * eps
+
     def __call__(self, x: jax.Array, train: bool = False) -> VAEOutput:
         mean, logvar = self.encode(x)
         eps = jax.random.normal(self.make_rng("sample"), mean.shape, mean.dtype)
