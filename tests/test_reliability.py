@@ -13,7 +13,7 @@ import pytest
 
 from tests.helpers import ROOT, cli, device_count_flags, load_config
 from vae_jax import data as data_lib
-from vae_jax.train import ConfigError, NonFiniteError, checkpoint, loop, train_and_evaluate, validate_config
+from vae_jax.train import ConfigError, NonFiniteError, checkpoint, engine, train_and_evaluate, validate_config
 from vae_jax.train.workdir import Workdir, read_metrics
 
 
@@ -31,6 +31,11 @@ from vae_jax.train.workdir import Workdir, read_metrics
         ("model.vq.decay", 1.5, "config.model.vq.decay=1.5 is invalid: must be in (0, 1)"),
         ("model.conv_impl", "cudnn", "config.model.conv_impl='cudnn' is invalid: must be one of"),
         ("loss.beta_warmup", -10.0, "config.loss.beta_warmup=-10.0 is invalid: must be >= 0"),
+        (
+            "data.texture",
+            "/nonexistent/scream.jpg",
+            "config.data.texture='/nonexistent/scream.jpg' is invalid",
+        ),
     ],
 )
 def test_invalid_config_values_name_field_value_and_rule(field, value, expect):
@@ -190,7 +195,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path, caplog):
     config, workdir = _smoke(tmp_path, num_steps=8, checkpoint_every=4)
     train_and_evaluate(config, workdir)
     assert _truncate_files(workdir / "checkpoints" / "8") > 0
-    _, _, _, state = loop.setup(config)
+    _, _, _, state = engine.setup(config)
     manager = checkpoint.make_manager(workdir)
     with caplog.at_level("WARNING"):
         restored = checkpoint.restore_latest(manager, state)
@@ -225,7 +230,7 @@ def test_non_finite_loss_stops_with_step_and_metric_and_keeps_good_checkpoint(tm
     with pytest.raises(NonFiniteError, match=r"non-finite .*loss.* at step 7"):
         train_and_evaluate(config, workdir)
     monkeypatch.setattr(data_lib, "load_dataset", real_load)
-    _, _, _, state = loop.setup(config)
+    _, _, _, state = engine.setup(config)
     manager = checkpoint.make_manager(workdir)
     restored = checkpoint.restore_latest(manager, state)
     manager.close()

@@ -12,7 +12,7 @@ import pytest
 from experiments.ablations import vqvae_ema_commitment
 from tests.helpers import ROOT, assert_workdir_contract, cli, device_count_flags, load_config
 from vae_jax.train import ConfigError, validate_config
-from vae_jax.train.sweep import parse_sweep
+from vae_jax.train.sweep_spec import parse_sweep
 from vae_jax.train.workdir import read_metrics
 
 
@@ -92,6 +92,12 @@ def test_sweep_preset_trains_all_members_in_one_process(tmp_path):
     assert all(float(r["neg_elbo"]) > 0 and int(r["step"]) == 6 for r in rows)
     for name in ("sweep_neg_elbo.png", "sweep_kl.png", "sweep_rate_distortion.png"):
         assert (workdir / name).stat().st_size > 1000
+    with open(workdir / "study" / "study_results.csv") as f:  # the same members as a study table
+        study_rows = list(csv.DictReader(f))
+    assert [(r["method"], float(r["hparam_value"]), int(r["seed"])) for r in study_rows] == [
+        ("beta_vae", float(r["loss.beta"]), int(r["seed"])) for r in rows
+    ]
+    assert (workdir / "study" / "study_neg_elbo.png").stat().st_size > 1000
     records = read_metrics(workdir / "metrics.jsonl")
     train = [r for r in records if r["split"] == "train" and r["step"] == 6]
     assert sorted(r["member"] for r in train) == [0, 1, 2, 3]

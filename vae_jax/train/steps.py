@@ -1,6 +1,6 @@
 """The pure train and eval steps: (state, batch, rng) -> (state, metrics).
 
-Nothing here is jitted; `vae_jax.train.loop` jits each step once, with the state
+Nothing here is jitted; the trainers jit each step once (`vae_jax.train.feed`), with the state
 donated and the batch sharded over the device mesh. The step's rng is the run's
 key folded with the step number, so a resumed run draws the same numbers.
 """
@@ -47,7 +47,7 @@ def per_example_terms(out, x: jax.Array, likelihood: str) -> dict[str, jax.Array
     return terms
 
 
-def compute_loss(out, x, hparams, step, likelihood: str, ema_codebook: bool):
+def compute_loss(out, x, hparams, step, *, likelihood: str, ema_codebook: bool):
     """(loss, metrics) of any model output; the objective follows the output type."""
     terms = per_example_terms(out, x, likelihood)
     if isinstance(out, VAEOutput):
@@ -77,7 +77,7 @@ def make_train_step(
     one-sample ELBO trains through `compute_loss` (analytic KL, beta, capacity).
 
     A step whose loss or gradient is not finite leaves the state unchanged (so the
-    step counter stops there) and reports `finite = 0`; the loop stops the run.
+    step counter stops there) and reports `finite = 0`; the engine's loop stops the run.
     """
 
     def train_step(state: TrainState, batch: jax.Array, rng: jax.Array):
@@ -91,7 +91,9 @@ def make_train_step(
                 loss, metrics = iw_objective(state, params, x, rng, objective, likelihood)
                 return loss, (metrics, state.model_state)
             out, model_state = apply_model(state, params, x, rng, train=True)
-            loss, metrics = compute_loss(out, x, state.hparams, state.step, likelihood, ema)
+            loss, metrics = compute_loss(
+                out, x, state.hparams, state.step, likelihood=likelihood, ema_codebook=ema
+            )
             return loss, (metrics, model_state)
 
         grads, (metrics, model_state) = jax.grad(loss_fn, has_aux=True)(state.params)

@@ -11,6 +11,7 @@ import jax
 import ml_collections
 
 from vae_jax.errors import ConfigError
+from vae_jax.train.sweep_spec import member_config, parse_sweep
 
 # Fields that may change between a run and its resumption: how long, how often to log / evaluate.
 RESUMABLE_CHANGES = (
@@ -32,12 +33,20 @@ def _one_of(config, field: str, allowed) -> None:
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
-    """Raises ConfigError for the first invalid field of config."""
-    from vae_jax.data import BINARIZE, DATASETS
-    from vae_jax.evaluate.disentanglement import METRICS
+    """Raises ConfigError for the first invalid field of config (and of each sweep member)."""
+    _validate_model(config)
+    _validate_loss_and_optim(config)
+    _validate_data_and_train(config)
+    _validate_eval(config)
+    _one_of(config, "sweep.vectorize", ("auto", "vmap", "map"))
+    if config.sweep.spec:
+        for assignment in parse_sweep(config.sweep.spec, config):
+            validate_config(member_config(config, assignment))
+
+
+def _validate_model(config: ml_collections.ConfigDict) -> None:
     from vae_jax.models import MODELS, NETWORKS
     from vae_jax.ops import IMPLS
-    from vae_jax.train.state import OPTIMIZERS, SCHEDULES
 
     _one_of(config, "model.name", sorted([*MODELS, "ppca", "vq_prior"]))
     _one_of(config, "model.encoder", NETWORKS)
@@ -54,6 +63,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         "dead-code restart needs the EMA codebook (model.vq.ema=True) or restart_threshold=0",
     )  # fmt: skip
     _validate_vae_options(config)
+
+
+def _validate_loss_and_optim(config: ml_collections.ConfigDict) -> None:
+    from vae_jax.train.state import OPTIMIZERS, SCHEDULES
+
     _one_of(config, "optim.schedule", SCHEDULES)
     for name in ("stage0_steps", "num_stages"):
         _check(config.optim[name] > 0, f"optim.{name}", config.optim[name], "must be > 0")
@@ -64,13 +78,23 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _one_of(config, "optim.name", sorted(OPTIMIZERS))
     lr = config.optim.learning_rate
     _check(lr > 0, "optim.learning_rate", lr, "must be > 0")
+
+
+def _validate_data_and_train(config: ml_collections.ConfigDict) -> None:
+    from vae_jax.data import BINARIZE, DATASETS
+
     _one_of(config, "data.name", DATASETS)
     _one_of(config, "data.binarize", BINARIZE)
     _one_of(config, "data.source", ("auto", "local", "tfds"))
     local_dir = config.data.get("local_dir")
     _check(
         not local_dir or Path(local_dir).expanduser().is_dir(), "data.local_dir", local_dir,
-        "no such directory; point it at the directory that holds the idx files",
+        "no such directory; point it at the directory that holds the dataset's files",
+    )  # fmt: skip
+    texture = config.data.get("texture")
+    _check(
+        not texture or Path(texture).expanduser().is_file(), "data.texture", texture,
+        "no such file; point it at an image (e.g. scream.jpg) or leave it unset for the procedural texture",
     )  # fmt: skip
     batch = config.train.batch_size
     _check(batch > 0, "train.batch_size", batch, "must be > 0")
@@ -78,6 +102,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _check(batch % devices == 0, "train.batch_size", batch, f"must be a multiple of the {devices} devices")
     for name in ("num_steps", "log_every", "checkpoint_every", "keep_checkpoints"):
         _check(config.train[name] > 0, f"train.{name}", config.train[name], "must be > 0")
+
+
+def _validate_eval(config: ml_collections.ConfigDict) -> None:
+    from vae_jax.evaluate.disentanglement import METRICS
+
+    devices = jax.device_count()
     _check(config.eval.batch_size > 0, "eval.batch_size", config.eval.batch_size, "must be > 0")
     _check(
         config.eval.batch_size % devices == 0, "eval.batch_size", config.eval.batch_size,
@@ -87,12 +117,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _check(config.eval.iwae_k >= 0, "eval.iwae_k", config.eval.iwae_k, "must be >= 0 (0 = off)")
     for metric in config.eval.disentanglement:
         _check(metric in METRICS, "eval.disentanglement", metric, f"each must be one of {sorted(METRICS)}")
-    _one_of(config, "sweep.vectorize", ("auto", "vmap", "map"))
-    if config.sweep.spec:
-        from vae_jax.train.sweep import member_config, parse_sweep
-
-        for assignment in parse_sweep(config.sweep.spec, config):
-            validate_config(member_config(config, assignment))
 
 
 def _validate_vae_options(config: ml_collections.ConfigDict) -> None:
@@ -150,7 +174,8 @@ def config_differences(saved: dict, new: dict) -> list[str]:
             va = tuple(va)
         if isinstance(vb, list):
             vb = tuple(vb)
-        if va != vb:
+        unset_new_field = None in (va, vb) and "<absent>" in (va, vb)  # added since, left unset
+        if va != vb and not unset_new_field:
             diffs.append(f"{key}: {va!r} -> {vb!r}")
     return diffs
 
