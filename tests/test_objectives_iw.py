@@ -71,7 +71,7 @@ def test_lk_is_the_elbo_at_one_sample_and_rises_with_k_in_expectation():
     x = _binary_batch()
     variables = {"params": state.params}
     draws = 4000
-    terms = importance_terms(state, state.params, x, jax.random.key(2), draws * 50, "bernoulli")
+    terms = importance_terms(state, state.params, x, jax.random.key(2), draws * 50, likelihood="bernoulli")
     lw = np.asarray(terms.log_w, np.float64)  # [draws * 50, B]
     means = {k: _np_log_mean_exp(lw[: draws * k].reshape(draws, k, -1), 1).mean(0) for k in (1, 5, 50)}
     # L_1 is the ELBO: its average over draws matches E_q[log p(x|z)] - KL, the KL in closed form.
@@ -94,7 +94,7 @@ def test_lk_is_the_elbo_at_one_sample_and_rises_with_k_in_expectation():
 
 def _grads(state, spec, rng):
     def loss(params):
-        return iw_objective(state, params, x, rng, spec, "bernoulli")[0]
+        return iw_objective(state, params, x, rng, spec, likelihood="bernoulli")[0]
 
     x = _binary_batch()
     return jax.jit(jax.grad(loss))(state.params)

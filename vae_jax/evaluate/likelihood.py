@@ -76,7 +76,7 @@ def model_log_joint(model, variables, x: jax.Array, likelihood: str) -> Callable
     return log_joint
 
 
-def model_iwae_bound(model, variables, x, likelihood: str, rng, k: int, chunk: int) -> jax.Array:
+def model_iwae_bound(model, variables, x, likelihood: str, rng, *, k: int, chunk: int) -> jax.Array:
     """L_k per example [B] from the model's own `log_weights` (any prior, any number of layers)."""
 
     def draw(key):
@@ -105,7 +105,7 @@ def iwae_per_example(model, state, images, likelihood: str, k: int, batch_size: 
         if model.analytic_kl:
             log_joint = model_log_joint(model, variables, x, likelihood)
             return iwae_bound(log_joint, mean, logvar, key, k, chunk), mean
-        return model_iwae_bound(model, variables, x, likelihood, key, k, chunk), mean
+        return model_iwae_bound(model, variables, x, likelihood, key, k=k, chunk=chunk), mean
 
     values, means = [], []
     for i, start in enumerate(range(0, len(images), batch_size)):

@@ -29,22 +29,26 @@ def stop_gradient_part(params: dict, inference: bool) -> dict:
     }
 
 
-def importance_terms(state, params, x: jax.Array, rng: jax.Array, num: int, likelihood: str):
+def importance_terms(state, params, x: jax.Array, rng: jax.Array, num: int, *, likelihood: str):
     """ImportanceTerms [num, B] of the model in state, with params, for the batch x."""
     variables = {"params": params, **state.model_state}
     return state.apply_fn(variables, x, num, likelihood, method="log_weights", rngs={"sample": rng})
 
 
-def iw_objective(state, params, x: jax.Array, rng: jax.Array, spec: ObjectiveSpec, likelihood: str):
+def iw_objective(state, params, x: jax.Array, rng: jax.Array, spec: ObjectiveSpec, *, likelihood: str):
     """(loss, metrics) of spec's importance-weighted objective on the batch x [B, ...]."""
     num = spec.total_samples
     if spec.name == "piwae":
-        generative = importance_terms(state, stop_gradient_part(params, True), x, rng, num, likelihood)
-        inference = importance_terms(state, stop_gradient_part(params, False), x, rng, num, likelihood)
+        generative = importance_terms(
+            state, stop_gradient_part(params, True), x, rng, num, likelihood=likelihood
+        )
+        inference = importance_terms(
+            state, stop_gradient_part(params, False), x, rng, num, likelihood=likelihood
+        )
         loss, metrics = objectives_iw.piwae_loss(generative.log_w, inference.log_w, spec.num_outer)
         terms: ImportanceTerms = generative
     else:
-        terms = importance_terms(state, params, x, rng, num, likelihood)
+        terms = importance_terms(state, params, x, rng, num, likelihood=likelihood)
         loss, metrics = objectives_iw.iw_loss(terms.log_w, spec, state.hparams["ciwae_beta"])
     metrics["rec"] = -jnp.mean(terms.log_px)
     metrics["kl"] = jnp.mean(terms.log_qz - terms.log_pz)

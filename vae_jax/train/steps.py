@@ -88,7 +88,7 @@ def make_train_step(
 
         def loss_fn(params):
             if objective is not None and not objective.is_single_sample_elbo:
-                loss, metrics = iw_objective(state, params, x, rng, objective, likelihood)
+                loss, metrics = iw_objective(state, params, x, rng, objective, likelihood=likelihood)
                 return loss, (metrics, state.model_state)
             out, model_state = apply_model(state, params, x, rng, train=True)
             loss, metrics = compute_loss(
