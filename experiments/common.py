@@ -35,11 +35,16 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.held_out_class = -1  # >= 0: drop this class from training and report its anomaly AUROC
 
     c.model = ml_collections.ConfigDict()
-    c.model.name = "vae"  # 'ae' | 'vae' | 'vqvae'
+    c.model.name = "vae"  # 'ae' | 'vae' | 'vae2' (two stochastic layers) | 'vqvae'
     c.model.encoder = "mlp"  # 'mlp' | 'conv' | 'recurrent'
     c.model.decoder = ""  # '' = same kind as the encoder
     c.model.latent_dim = 10
-    c.model.hidden = (512, 256)  # MLP widths (the decoder mirrors them)
+    c.model.hidden = (512, 256)  # MLP widths (the decoder mirrors them); for 'vae2' the top layer's
+    c.model.activation = "relu"  # MLP hidden activation: 'relu' | 'tanh' (Burda et al. 2016)
+    c.model.prior = "standard"  # VAE prior p(z): 'standard' N(0, I) | 'vamp' (Tomczak & Welling 2018)
+    c.model.num_pseudo_inputs = 500  # K pseudo-inputs of the VampPrior
+    c.model.bottom_hidden = (100, 100)  # 'vae2' (two stochastic layers): MLP widths around z1
+    c.model.bottom_latent_dim = 100  # 'vae2': size of z1; model.latent_dim is the top layer z2
     c.model.channels = (32, 64)  # conv channels, one stride-2 layer each
     c.model.kernel = 4
     # 4x4 stride-2 layers: 'onednn' (CPU, built by `python -m vae_jax.ops.native`) | 'matmul' (CPU) | 'xla'
@@ -79,11 +84,22 @@ def base_config() -> ml_collections.ConfigDict:
     c.loss.c_max = 0.0  # final capacity in nats
     c.loss.anneal_steps = 1.0  # steps over which C rises from 0 to c_max
     c.loss.commitment_cost = 0.25
+    # VAE objective (vae_jax/objectives_iw.py): 'elbo' (mean over the samples; Burda's "VAE k>1") |
+    # 'iwae' (L_{MK}) | 'miwae' (M groups of K) | 'piwae' (IWAE_{MK} for p, MIWAE_{M,K} for q) | 'ciwae'.
+    c.loss.objective = "elbo"
+    c.loss.num_samples = 1  # K importance samples per group (structural: a separate program per K)
+    c.loss.num_outer = 1  # M groups of K samples ('miwae', 'piwae'); the others use all M * K
+    c.loss.ciwae_beta = 0.5  # CIWAE's mix beta * ELBO + (1 - beta) * IWAE, in [0, 1] (sweepable)
 
     c.optim = ml_collections.ConfigDict()
     c.optim.name = "adam"
     c.optim.learning_rate = 1e-3
     c.optim.grad_clip = 0.0  # 0 = no clipping
+    # 'constant' | 'burda': Burda et al.'s stages i = 0..num_stages-1 of 3^i * stage0_steps steps,
+    # at learning_rate * 10^(-i/7) (state.burda_schedule).
+    c.optim.schedule = "constant"
+    c.optim.stage0_steps = 3000  # 'burda': one pass over 60,000 images in batches of 20
+    c.optim.num_stages = 8
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 64
@@ -109,23 +125,35 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
-def parse_preset(arg: str | None) -> tuple[str | None, bool]:
-    """'quick,sweep' -> ('quick', True); raises ValueError for unknown words."""
+def parse_preset(arg: str | None, extra_scales: tuple[str, ...] = ()) -> tuple[str | None, bool]:
+    """'quick,sweep' -> ('quick', True); raises ValueError for unknown words.
+
+    extra_scales: scales a config file defines itself (e.g. vae.py's `cpu_hour`).
+    """
     words = [w for w in (arg or "").split(",") if w]
     for w in words:
-        if w not in PRESETS:
-            raise ValueError(f"unknown preset {w!r}; valid: {list(PRESETS)}, comma-separated, or none")
-    scales = [w for w in words if w in SCALES]
+        if w not in (*PRESETS, *extra_scales):
+            valid = [*PRESETS, *extra_scales]
+            raise ValueError(f"unknown preset {w!r}; valid: {valid}, comma-separated, or none")
+    scales = [w for w in words if w in (*SCALES, *extra_scales)]
     if len(scales) > 1:
         raise ValueError(f"preset {arg!r} names two scales; choose one of {list(SCALES)}")
     return (scales[0] if scales else None), "sweep" in words
 
 
 def apply_preset(
-    c: ml_collections.ConfigDict, name: str, arg: str | None, quick_steps: int, sweep: str = ""
+    c: ml_collections.ConfigDict,
+    name: str,
+    arg: str | None,
+    quick_steps: int,
+    sweep: str = "",
+    extra_scales: tuple[str, ...] = (),
 ) -> ml_collections.ConfigDict:
-    """Names the run `name[_preset]`, shrinks c for `smoke` or `quick`, sets the sweep for `sweep`."""
-    preset, with_sweep = parse_preset(arg)
+    """Names the run `name[_preset]`, shrinks c for `smoke` or `quick`, sets the sweep for `sweep`.
+
+    A scale in extra_scales is the config file's own: only named here, set by the caller.
+    """  # fmt: skip
+    preset, with_sweep = parse_preset(arg, extra_scales)
     c.name = "_".join([name, *[w for w in (arg or "").split(",") if w]])
     if with_sweep:
         if not sweep:
@@ -149,3 +177,15 @@ def apply_preset(
         c.eval.num_examples = 2000
         c.eval.iwae_num_examples = 500
     return c
+
+
+def use_burda_schedule(c: ml_collections.ConfigDict, stage0_steps: int, num_stages: int = 8) -> None:
+    """Burda et al. 2016's optimization: Adam(0.9, 0.999, eps 1e-4), stages i = 0..num_stages-1 of
+    3^i * stage0_steps steps at 1e-3 * 10^(-i/7); train.num_steps covers all the stages."""
+    c.optim.name = "adam"
+    c.optim.learning_rate = 1e-3
+    c.optim.kwargs = ml_collections.ConfigDict({"b1": 0.9, "b2": 0.999, "eps": 1e-4})
+    c.optim.schedule = "burda"
+    c.optim.stage0_steps = stage0_steps
+    c.optim.num_stages = num_stages
+    c.train.num_steps = stage0_steps * (3**num_stages - 1) // 2  # sum of 3^i, i < num_stages

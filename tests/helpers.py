@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = (
     "ae",
     "vae",
+    "iwae",
     "beta_vae",
     "vq_vae",
     "fsq_vae",

@@ -18,9 +18,11 @@ from tests.helpers import (
     use_local_idx,
 )
 from vae_jax.train import train_and_evaluate
+from vae_jax.train.workdir import read_metrics
 
 RESULT_KEYS = {
     "vae": {"neg_elbo", "rec", "kl", "iwae_nll", "iwae_k", "bits_per_dim", "active_units"},
+    "vae2": {"neg_elbo", "rec", "kl", "iwae_nll", "iwae_k", "bits_per_dim", "active_units"},
     "ae": {"rec"},
     "vqvae": {"rec", "perplexity", "codebook_usage"},
     "ppca": {"train_log_likelihood", "test_log_likelihood", "bits_per_dim"},
@@ -40,13 +42,16 @@ def assert_config_workdir(workdir: Path, model_name: str):
     assert config["model"]["name"] == model_name
     pngs = {p.name.split("_")[0] for p in (workdir / "images").glob("*.png")}
     assert "reconstructions" in pngs
-    if model_name == "vae":
+    if model_name in ("vae", "vae2"):
         assert {"samples", "traversals"} <= pngs
     if model_name == "vqvae":  # the whole eval set's code usage
         assert "code" in pngs and all(0 < r["codebook_usage"] <= 1 for r in _eval_records(workdir))
     assert list(workdir.glob("events.out.tfevents.*"))  # at the top, where TensorBoard is pointed
     assert RESULT_KEYS[model_name] <= results.keys()
-    if model_name == "vae":  # L_k >= L_1: the IWAE NLL is at most the negative ELBO (sampling noise aside)
+    if model_name in (
+        "vae",
+        "vae2",
+    ):  # L_k >= L_1: the IWAE NLL is at most the negative ELBO (sampling noise aside)
         assert results["iwae_nll"] <= results["neg_elbo"] + 1.0
     return results
 
@@ -60,6 +65,35 @@ def test_smoke_preset_writes_workdir_contract(name, tmp_path, idx_dir, tfds_dir)
     if config.model.name == "vqvae" and config.model.vq.kind == "rvq":  # per residual level
         levels = range(config.model.vq.num_levels)
         assert {f"{m}_level{n}" for m in ("perplexity", "codebook_usage") for n in levels} <= results.keys()
+
+
+IW_VARIANTS = {
+    "two_layers_miwae": {"model.name": "vae2", "model.hidden": (50, 50), "loss.objective": "miwae",
+                         "loss.num_samples": 2, "loss.num_outer": 2},
+    "vamp_piwae": {"model.prior": "vamp", "model.num_pseudo_inputs": 8, "loss.objective": "piwae",
+                   "loss.num_samples": 2, "loss.num_outer": 2},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("variant", sorted(IW_VARIANTS))
+def test_iwae_variants_train_and_report_lk(variant, tmp_path, idx_dir, tfds_dir):
+    """Two stochastic layers, the VampPrior and the Rainforth et al. objectives, end to end."""
+    config = use_local_idx(load_config("iwae", "smoke"), idx_dir, tfds_dir)
+    for field, value in IW_VARIANTS[variant].items():
+        group, name = field.split(".")
+        config[group][name] = value
+    results = train_and_evaluate(config, tmp_path / "run")
+    assert results["step"] == 12
+    assert_config_workdir(tmp_path / "run", config.model.name)
+    records = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if r["split"] == "train"]
+    assert records and all(np.isfinite(r["loss"]) and "bound" in r for r in records)
+
+
+def test_cpu_hour_preset_is_the_shortened_burda_schedule():
+    c = load_config("vae", "cpu_hour")
+    assert (c.optim.schedule, c.optim.num_stages, c.train.batch_size) == ("burda", 6, 20)
+    assert c.train.num_steps == 400 * 364 and c.eval.iwae_k == 5000 and c.eval.iwae_num_examples == 0
+    assert c.data.name == "mnist" and c.data.binarize == "dynamic"
 
 
 def test_presets_change_scale_not_dataset():

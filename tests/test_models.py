@@ -59,7 +59,7 @@ def test_dsprites_architecture_is_locatello_table_1():
 def test_unknown_model_lists_valid_names():
     c = common.base_config()
     c.model.name = "vaee"
-    with pytest.raises(ValueError, match=r"'vaee'.*\['ae', 'vae', 'vqvae'\]"):
+    with pytest.raises(ValueError, match=r"'vaee'.*\['ae', 'vae', 'vae2', 'vqvae'\]"):
         build_model(c, (28, 28, 1))
 
 

@@ -24,7 +24,7 @@ from vae_jax.train.workdir import Workdir, read_metrics
         ("loss.c_max", -5.0, "config.loss.c_max=-5.0"),
         ("model.latent_dim", 0, "config.model.latent_dim=0 is invalid: must be > 0"),
         ("train.batch_size", -8, "config.train.batch_size=-8"),
-        ("model.name", "vaee", "must be one of ['ae', 'ppca', 'vae', 'vq_prior', 'vqvae']"),
+        ("model.name", "vaee", "must be one of ['ae', 'ppca', 'vae', 'vae2', 'vq_prior', 'vqvae']"),
         ("data.name", "mnsit", "config.data.name='mnsit'"),
         ("optim.name", "adamm", "config.optim.name='adamm'"),
         ("eval.disentanglement", ("mig", "mgi"), "config.eval.disentanglement='mgi'"),

@@ -52,10 +52,14 @@ def _run_worker(kind, devices, out):
     return dict(np.load(out))
 
 
-@pytest.mark.parametrize("devices", [1, 8])
-@pytest.mark.parametrize("kind", ["vae", "vqvae_ema"])
+@pytest.mark.parametrize(
+    "kind,devices", [("vae", 1), ("vae", 8), ("vqvae_ema", 1), ("vqvae_ema", 8), ("ciwae", 1)]
+)
 def test_sweep_member_equals_the_same_config_trained_alone(kind, devices, tmp_path):
-    """Both vectorizations ('vmap': one batched program, 'map': members unrolled), one process."""
+    """Both vectorizations ('vmap': one batched program, 'map': members unrolled), one process.
+
+    'ciwae' sweeps CIWAE's beta (an array in the state) with 3 importance samples per image.
+    """
     result = _run_worker(kind, devices, tmp_path / "out.npz")
     axis = int(result.pop("__sweep_axis__"))
     assert axis == (1 if devices == 1 else 4)  # members sharded over 4 devices, batch over 2

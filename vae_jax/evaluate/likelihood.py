@@ -1,5 +1,8 @@
 """Log-likelihood bounds: the importance-weighted bound L_k of Burda et al. 2016, and active units.
 
+A VAE with a standard normal prior is scored from its encoder and decoder (`iwae_bound`);
+the others (VampPrior, two stochastic layers) through their `log_weights` method.
+
 L_k(x) = E[log (1/k) sum_i p(x, z_i) / q(z_i | x)], z_i ~ q(z | x); L_1 is the ELBO, L_k rises
 with k and reaches log p(x) as k -> infinity. Samples are drawn in chunks inside a
 `lax.scan` with a running log-sum-exp, so k = 5000 fits in memory.
@@ -12,12 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from vae_jax import objectives
+from vae_jax.objectives_iw import log_normal_diag
 
 _LOG_2PI = float(np.log(2 * np.pi))
-
-
-def _log_normal_diag(z, mean, logvar):
-    return jnp.sum(-0.5 * (_LOG_2PI + logvar + (z - mean) ** 2 * jnp.exp(-logvar)), axis=-1)
 
 
 def iwae_bound(
@@ -33,19 +33,31 @@ def iwae_bound(
       k: number of importance samples; chunk: samples drawn per scan step (k % chunk == 0).
     """
     chunk = min(chunk, k)
+
+    def draw(key):
+        eps = jax.random.normal(key, (chunk, *mean.shape), mean.dtype)
+        z = mean + jnp.exp(0.5 * logvar) * eps  # [c, B, d]
+        return log_joint(z) - log_normal_diag(z, mean, logvar)  # [c, B]
+
+    return chunked_log_mean_exp(draw, mean.shape[:1], rng, k, chunk)
+
+
+def chunked_log_mean_exp(draw: Callable, batch_shape, rng: jax.Array, k: int, chunk: int) -> jax.Array:
+    """log (1/k) sum_s w_s per example for k log weights drawn `chunk` at a time by draw(key) [c, B].
+
+    A running log-sum-exp in a `lax.scan`, so memory holds one chunk; k % chunk must be 0.
+    """
     if k % chunk:
         raise ValueError(f"k={k} must be a multiple of chunk={chunk}")
 
     def body(carry, key):
         running_max, running_sum = carry
-        eps = jax.random.normal(key, (chunk, *mean.shape), mean.dtype)
-        z = mean + jnp.exp(0.5 * logvar) * eps  # [c, B, d]
-        log_w = log_joint(z) - _log_normal_diag(z, mean, logvar)  # [c, B]
+        log_w = draw(key)
         new_max = jnp.maximum(running_max, jnp.max(log_w, axis=0))
         running_sum = running_sum * jnp.exp(running_max - new_max) + jnp.sum(jnp.exp(log_w - new_max), 0)
         return (new_max, running_sum), None
 
-    init = (jnp.full(mean.shape[:1], -jnp.inf), jnp.zeros(mean.shape[:1]))
+    init = (jnp.full(batch_shape, -jnp.inf), jnp.zeros(batch_shape))
     (m, s), _ = jax.lax.scan(body, init, jax.random.split(rng, k // chunk))
     return m + jnp.log(s) - jnp.log(k)
 
@@ -64,6 +76,16 @@ def model_log_joint(model, variables, x: jax.Array, likelihood: str) -> Callable
     return log_joint
 
 
+def model_iwae_bound(model, variables, x, likelihood: str, rng, *, k: int, chunk: int) -> jax.Array:
+    """L_k per example [B] from the model's own `log_weights` (any prior, any number of layers)."""
+
+    def draw(key):
+        terms = model.apply(variables, x, chunk, likelihood, method="log_weights", rngs={"sample": key})
+        return terms.log_w
+
+    return chunked_log_mean_exp(draw, x.shape[:1], rng, k, chunk)
+
+
 def active_units(posterior_means: np.ndarray, threshold: float = 0.01) -> int:
     """Burda et al. 2016: dimensions u with Cov_x(E_q[z_u | x]) > threshold."""
     return int(np.sum(np.var(np.asarray(posterior_means), axis=0) > threshold))
@@ -80,8 +102,10 @@ def iwae_per_example(model, state, images, likelihood: str, k: int, batch_size: 
     @jax.jit
     def bound(variables, x, key):
         mean, logvar = model.apply(variables, x, method=model.encode)
-        log_joint = model_log_joint(model, variables, x, likelihood)
-        return iwae_bound(log_joint, mean, logvar, key, k, chunk), mean
+        if model.analytic_kl:
+            log_joint = model_log_joint(model, variables, x, likelihood)
+            return iwae_bound(log_joint, mean, logvar, key, k, chunk), mean
+        return model_iwae_bound(model, variables, x, likelihood, key, k=k, chunk=chunk), mean
 
     values, means = [], []
     for i, start in enumerate(range(0, len(images), batch_size)):

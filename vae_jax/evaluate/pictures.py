@@ -128,7 +128,7 @@ def write_pictures(
             out_dir / f"manifold_{step}.png", manifold_grid(model, state, likelihood), 15
         )
     if isinstance(model, VAE):
-        z = jax.random.normal(rng, (64, model.latent_dim))
+        z = model.apply(_variables(state), 64, method="sample_prior", rngs={"sample": rng})
         samples = decode(model, state, z, likelihood)
         if samples.ndim == 4:
             grids["samples"] = viz.save_grid(out_dir / f"samples_{step}.png", samples, 8)

@@ -6,29 +6,43 @@ import flax.linen as nn
 import ml_collections
 
 from vae_jax.errors import ConfigError
-from vae_jax.models.autoencoders import VAE, VQVAE, AEOutput, Autoencoder, VAEOutput, VQVAEOutput
+from vae_jax.models.autoencoders import (
+    PRIORS,
+    VAE,
+    VQVAE,
+    AEOutput,
+    Autoencoder,
+    ImportanceTerms,
+    VAEOutput,
+    VQVAEOutput,
+)
 from vae_jax.models.conv import ConvDecoder, ConvEncoder, num_params
 from vae_jax.models.fsq import FSQ
-from vae_jax.models.mlp import MLPDecoder, MLPEncoder
+from vae_jax.models.mlp import ACTIVATIONS, MLPDecoder, MLPEncoder
 from vae_jax.models.quantizer import VectorQuantizer, VQOutput
 from vae_jax.models.quantizers import ProjectedQuantizer, build_quantizer, encoder_width
 from vae_jax.models.recurrent import RecurrentDecoder, RecurrentEncoder
 from vae_jax.models.residual_vq import ResidualVQ
+from vae_jax.models.two_layer import TwoLayerVAE
 
 __all__ = [
+    "ACTIVATIONS",
     "AEOutput",
     "Autoencoder",
     "ConvDecoder",
     "ConvEncoder",
     "FSQ",
+    "ImportanceTerms",
     "MLPDecoder",
     "MLPEncoder",
     "MODELS",
     "NETWORKS",
+    "PRIORS",
     "ProjectedQuantizer",
     "RecurrentDecoder",
     "RecurrentEncoder",
     "ResidualVQ",
+    "TwoLayerVAE",
     "VAE",
     "VAEOutput",
     "VQOutput",
@@ -46,7 +60,7 @@ NETWORKS = ("mlp", "conv", "recurrent")
 def _encoder(cfg: ml_collections.ConfigDict, out_dim: int, spatial: bool = False) -> nn.Module:
     kind = cfg.encoder
     if kind == "mlp":
-        return MLPEncoder(out_dim, hidden=tuple(cfg.hidden))
+        return MLPEncoder(out_dim, hidden=tuple(cfg.hidden), activation=cfg.activation)
     if kind == "conv":
         return ConvEncoder(out_dim, tuple(cfg.channels), cfg.kernel, cfg.dense, spatial, cfg.conv_impl)
     if kind == "recurrent":
@@ -57,7 +71,7 @@ def _encoder(cfg: ml_collections.ConfigDict, out_dim: int, spatial: bool = False
 def _decoder(cfg: ml_collections.ConfigDict, data_shape: Sequence[int], spatial=False) -> nn.Module:
     kind = cfg.decoder or cfg.encoder
     if kind == "mlp":
-        return MLPDecoder(tuple(data_shape), hidden=tuple(reversed(tuple(cfg.hidden))))
+        return MLPDecoder(tuple(data_shape), tuple(reversed(tuple(cfg.hidden))), cfg.activation)
     if kind == "conv":
         channels = tuple(cfg.channels)
         return ConvDecoder(tuple(data_shape), channels, cfg.kernel, cfg.dense, spatial, cfg.conv_impl)
@@ -77,7 +91,24 @@ def _ae(cfg, loss_cfg, data_shape) -> nn.Module:
 
 def _vae(cfg, loss_cfg, data_shape) -> nn.Module:
     enc = _encoder(cfg, 2 * cfg.latent_dim)
-    return VAE(enc, _decoder(cfg, data_shape), cfg.latent_dim, **_scale_kwargs(loss_cfg))
+    prior = {"prior": cfg.prior, "num_pseudo_inputs": cfg.num_pseudo_inputs, "data_shape": data_shape}
+    return VAE(enc, _decoder(cfg, data_shape), cfg.latent_dim, **_scale_kwargs(loss_cfg), **prior)
+
+
+def _vae2(cfg, loss_cfg, data_shape) -> nn.Module:
+    """Burda et al.'s two stochastic layers: model.bottom_hidden around z1, model.hidden around z2."""
+    d1, act = cfg.bottom_latent_dim, cfg.activation
+    bottom_hidden = tuple(cfg.bottom_hidden)
+    top_hidden = tuple(cfg.hidden)
+    return TwoLayerVAE(
+        encoder=MLPEncoder(2 * d1, bottom_hidden, act),
+        decoder=MLPDecoder(tuple(data_shape), tuple(reversed(bottom_hidden)), act),
+        latent_dim=cfg.latent_dim,
+        **_scale_kwargs(loss_cfg),
+        top_encoder=MLPEncoder(2 * cfg.latent_dim, top_hidden, act),
+        top_decoder=MLPEncoder(2 * d1, tuple(reversed(top_hidden)), act),
+        bottom_latent_dim=d1,
+    )
 
 
 def _vqvae(cfg, loss_cfg, data_shape) -> nn.Module:
@@ -95,7 +126,7 @@ def _vqvae(cfg, loss_cfg, data_shape) -> nn.Module:
     return VQVAE(enc, dec, quantizer, latent_shape, **_scale_kwargs(loss_cfg))
 
 
-MODELS: dict[str, Callable[..., nn.Module]] = {"ae": _ae, "vae": _vae, "vqvae": _vqvae}
+MODELS: dict[str, Callable[..., nn.Module]] = {"ae": _ae, "vae": _vae, "vae2": _vae2, "vqvae": _vqvae}
 
 
 def build_model(config: ml_collections.ConfigDict, data_shape: Sequence[int]) -> nn.Module:

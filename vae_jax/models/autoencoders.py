@@ -7,13 +7,18 @@ likelihood's log standard deviation: a learned scalar parameter when
 `learn_scale` is set, otherwise the constant `fixed_log_scale`.
 """
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vae_jax import objectives
 from vae_jax.models.quantizer import VQOutput
+from vae_jax.objectives_iw import log_normal_diag, vamp_log_prior
+
+PRIORS = ("standard", "vamp")
 
 
 class AEOutput(NamedTuple):
@@ -28,6 +33,21 @@ class VAEOutput(NamedTuple):
     logvar: jax.Array  # [B, d]
     z: jax.Array  # [B, d], mean + exp(logvar / 2) * eps
     log_scale: jax.Array  # []
+    # [B] one-sample estimate log q(z|x) - log p(z) of the KL, for priors without a closed form;
+    # None: the KL is the analytic KL(N(mean, exp(logvar)) || N(0, I)).
+    kl_sample: jax.Array | None = None
+
+
+class ImportanceTerms(NamedTuple):
+    """The three terms of the log importance weights log w = log_px + log_pz - log_qz, each [S, B]."""
+
+    log_px: jax.Array  # log p(x | z_s), summed over data dimensions
+    log_pz: jax.Array  # log p(z_s), summed over latent dimensions (and layers)
+    log_qz: jax.Array  # log q(z_s | x)
+
+    @property
+    def log_w(self) -> jax.Array:
+        return self.log_px + self.log_pz - self.log_qz
 
 
 class VQVAEOutput(NamedTuple):
@@ -73,10 +93,12 @@ class Autoencoder(nn.Module):
 
 
 class VAE(nn.Module):
-    """Diagonal-Gaussian posterior q(z|x) = N(mean, diag(exp(logvar))), prior N(0, I).
+    """Diagonal-Gaussian posterior q(z|x) = N(mean, diag(exp(logvar))), prior N(0, I) or a VampPrior.
 
     The same class is the beta-VAE: beta lives in the objective. Sampling uses the
     reparameterization z = mean + exp(logvar / 2) * eps with eps from the 'sample' rng.
+    With prior='vamp' (Tomczak & Welling 2018) p(z) = (1/K) sum_k q(z | u_k) over K learned
+    pseudo-inputs u_k of the data's shape; its KL has no closed form and is estimated by sampling.
     """
 
     encoder: nn.Module  # must output 2 * latent_dim features
@@ -84,9 +106,16 @@ class VAE(nn.Module):
     latent_dim: int
     learn_scale: bool = False
     fixed_log_scale: float = 0.0
+    prior: str = "standard"  # one of PRIORS
+    num_pseudo_inputs: int = 0  # K of the VampPrior
+    data_shape: Sequence[int] = ()  # the pseudo-inputs' shape (VampPrior only)
 
     def setup(self):
         self.likelihood = _Likelihood(self.learn_scale, self.fixed_log_scale)
+        if self.prior == "vamp":
+            init = nn.initializers.normal(0.01)
+            shape = (self.num_pseudo_inputs, *self.data_shape)
+            self.pseudo_inputs = self.param("pseudo_inputs", lambda k, s: 0.5 + init(k, s), shape)
 
     def encode(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(mean, logvar), each [B, latent_dim]."""
@@ -96,11 +125,51 @@ class VAE(nn.Module):
     def decode(self, z: jax.Array) -> jax.Array:
         return self.decoder(z)
 
+    @property
+    def analytic_kl(self) -> bool:
+        """Whether KL(q(z|x) || p(z)) has a closed form (a standard normal prior, one layer)."""
+        return self.prior == "standard"
+
+    def log_prior(self, z: jax.Array) -> jax.Array:
+        """log p(z), summed over latent dimensions: z [..., d] -> [...]."""
+        if self.prior == "vamp":
+            return vamp_log_prior(z, *self.encode(self.pseudo_inputs))
+        return log_normal_diag(z, jnp.zeros_like(z), jnp.zeros_like(z))
+
+    def sample_prior(self, num: int) -> jax.Array:
+        """num draws z ~ p(z), [num, latent_dim]: N(0, I), or a uniformly chosen q(z | u_k)."""
+        rng = self.make_rng("sample")
+        eps = jax.random.normal(rng, (num, self.latent_dim))
+        if self.prior != "vamp":
+            return eps
+        mean, logvar = self.encode(self.pseudo_inputs)
+        k = jax.random.randint(jax.random.fold_in(rng, 1), (num,), 0, self.num_pseudo_inputs)
+        return mean[k] + jnp.exp(0.5 * logvar[k]) * eps
+
     def __call__(self, x: jax.Array, train: bool = False) -> VAEOutput:
         mean, logvar = self.encode(x)
         eps = jax.random.normal(self.make_rng("sample"), mean.shape, mean.dtype)
         z = mean + jnp.exp(0.5 * logvar) * eps
-        return VAEOutput(self.decode(z), mean, logvar, z, self.likelihood())
+        kl_sample = None
+        if not self.analytic_kl:
+            kl_sample = log_normal_diag(z, mean, logvar) - self.log_prior(z)
+        return VAEOutput(self.decode(z), mean, logvar, z, self.likelihood(), kl_sample)
+
+    def log_weights(self, x: jax.Array, num_samples: int, likelihood: str) -> ImportanceTerms:
+        """The terms of log w_s for num_samples draws z_s ~ q(z|x) per example, each [S, B]."""
+        mean, logvar = self.encode(x)
+        eps = jax.random.normal(self.make_rng("sample"), (num_samples, *mean.shape), mean.dtype)
+        z = mean + jnp.exp(0.5 * logvar) * eps  # [S, B, d]
+        log_px = _decoded_log_likelihood(self.decode, self.likelihood(), z, x, likelihood)
+        return ImportanceTerms(log_px, self.log_prior(z), log_normal_diag(z, mean, logvar))
+
+
+def _decoded_log_likelihood(decode, log_scale, z: jax.Array, x: jax.Array, likelihood: str):
+    """log p(x | z_s) [S, B] for latents z [S, B, d] and data x [B, ...], decoded as one batch."""
+    s, b = z.shape[:2]
+    out = decode(z.reshape(s * b, z.shape[-1]))
+    xs = jnp.broadcast_to(x[None], (s, *x.shape)).reshape(s * b, *x.shape[1:])
+    return objectives.reconstruction_log_likelihood(out, xs, likelihood, log_scale).reshape(s, b)
 
 
 class VQVAE(nn.Module):

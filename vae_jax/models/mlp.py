@@ -7,31 +7,35 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+ACTIVATIONS = {"relu": nn.relu, "tanh": jnp.tanh}
+
 
 class MLPEncoder(nn.Module):
-    """Flattens x [B, ...] and maps it through ReLU layers to `out_dim` features [B, out_dim]."""
+    """Flattens x [B, ...] and maps it through hidden layers to `out_dim` features [B, out_dim]."""
 
     out_dim: int
     hidden: Sequence[int] = (512, 256)
+    activation: str = "relu"  # a key of ACTIVATIONS; Burda et al. 2016 use tanh
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         h = x.reshape(x.shape[0], -1)
         for width in self.hidden:
-            h = nn.relu(nn.Dense(width)(h))
+            h = ACTIVATIONS[self.activation](nn.Dense(width)(h))
         return nn.Dense(self.out_dim)(h)
 
 
 class MLPDecoder(nn.Module):
-    """Maps latents [B, ...] through ReLU layers to an output of `output_shape` per example."""
+    """Maps latents [B, ...] through hidden layers to an output of `output_shape` per example."""
 
     output_shape: Sequence[int]
     hidden: Sequence[int] = (256, 512)
+    activation: str = "relu"
 
     @nn.compact
     def __call__(self, z: jax.Array) -> jax.Array:
         h = z.reshape(z.shape[0], -1)
         for width in self.hidden:
-            h = nn.relu(nn.Dense(width)(h))
+            h = ACTIVATIONS[self.activation](nn.Dense(width)(h))
         out = nn.Dense(int(np.prod(self.output_shape)))(h)
         return jnp.reshape(out, (z.shape[0], *self.output_shape))

@@ -13,6 +13,8 @@ import optax
 
 from vae_jax import objectives
 from vae_jax.models import VAEOutput, VQVAEOutput
+from vae_jax.objectives_iw import ObjectiveSpec
+from vae_jax.train.iw_steps import iw_objective
 from vae_jax.train.state import TrainState
 
 
@@ -37,7 +39,9 @@ def apply_model(state: TrainState, params, x: jax.Array, rng: jax.Array, train: 
 def per_example_terms(out, x: jax.Array, likelihood: str) -> dict[str, jax.Array]:
     """Per-example [B] reconstruction log-likelihood and, for VAEs, KL (also per dim [B, d])."""
     terms = {"rec_ll": objectives.reconstruction_log_likelihood(out.recon, x, likelihood, out.log_scale)}
-    if isinstance(out, VAEOutput):
+    if isinstance(out, VAEOutput) and out.kl_sample is not None:  # no closed form: sampled KL
+        terms["kl"] = out.kl_sample
+    elif isinstance(out, VAEOutput):
         terms["kl_per_dim"] = objectives.kl_standard_normal_per_dim(out.mean, out.logvar)
         terms["kl"] = jnp.sum(terms["kl_per_dim"], axis=-1)
     return terms
@@ -83,8 +87,13 @@ def _vq_objective(out: VQVAEOutput, rec_ll, commitment_cost, ema_codebook: bool)
     return loss, metrics
 
 
-def make_train_step(likelihood: str, binarize: str = "none") -> Callable:
+def make_train_step(
+    likelihood: str, binarize: str = "none", objective: ObjectiveSpec | None = None
+) -> Callable:
     """Returns train_step(state, batch, rng) -> (state, metrics) for images batch [B, ...].
+
+    objective: a VAE's importance-weighted objective (`vae_jax.objectives_iw`); None or the
+    one-sample ELBO trains through `compute_loss` (analytic KL, beta, capacity).
 
     A step whose loss or gradient is not finite leaves the state unchanged (so the
     step counter stops there) and reports `finite = 0`; the engine's loop stops the run.
@@ -97,6 +106,9 @@ def make_train_step(likelihood: str, binarize: str = "none") -> Callable:
         ema = "vq" in state.model_state
 
         def loss_fn(params):
+            if objective is not None and not objective.is_single_sample_elbo:
+                loss, metrics = iw_objective(state, params, x, rng, objective, likelihood=likelihood)
+                return loss, (metrics, state.model_state)
             out, model_state = apply_model(state, params, x, rng, train=True)
             loss, metrics = compute_loss(
                 out, x, state.hparams, state.step, likelihood=likelihood, ema_codebook=ema
@@ -134,7 +146,8 @@ def make_eval_step(likelihood: str) -> Callable:
         result = {"rec": -terms["rec_ll"]}
         if isinstance(out, VAEOutput):
             result.update(kl=terms["kl"], neg_elbo=terms["kl"] - terms["rec_ll"])
-            result["kl_per_dim"] = terms["kl_per_dim"]
+            if "kl_per_dim" in terms:
+                result["kl_per_dim"] = terms["kl_per_dim"]
         if isinstance(out, VQVAEOutput):
             levels = 1 if out.vq.level_usage is None else out.vq.level_usage.shape[0]
             result["indices"] = out.vq.indices.reshape(x.shape[0], -1, levels)  # [B, positions, levels]

@@ -22,6 +22,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from vae_jax.evaluate import study
+from vae_jax.objectives_iw import spec_from_config
 from vae_jax.train import engine, evaluation, sharding
 from vae_jax.train.feed import host_batches
 from vae_jax.train.state import LOSS_HPARAMS, create_train_state
@@ -68,7 +69,7 @@ def vectorization(config) -> str:
 def make_sweep_step(config, mesh):
     """The jitted train step of a sweep: (states[N], batch, rngs[N]) -> (states, metrics[N])."""
     members, data = NamedSharding(mesh, P("sweep")), sharding.data_sharding(mesh)
-    inner = make_train_step(config.loss.likelihood, config.data.binarize)
+    inner = make_train_step(config.loss.likelihood, config.data.binarize, spec_from_config(config.loss))
     if vectorization(config) == "vmap":
         step = jax.vmap(inner, in_axes=(0, None, 0))
     else:

@@ -111,11 +111,15 @@ def _validate_model(config: ml_collections.ConfigDict) -> None:
         "dead-code restart needs the EMA codebook (model.vq.ema=True) or restart_threshold=0",
     )  # fmt: skip
     _validate_quantizer(vq)
+    _validate_vae_options(config)
 
 
 def _validate_loss_and_optim(config: ml_collections.ConfigDict) -> None:
-    from vae_jax.train.state import OPTIMIZERS
+    from vae_jax.train.state import OPTIMIZERS, SCHEDULES
 
+    _one_of(config, "optim.schedule", SCHEDULES)
+    for name in ("stage0_steps", "num_stages"):
+        _check(config.optim[name] > 0, f"optim.{name}", config.optim[name], "must be > 0")
     _one_of(config, "loss.likelihood", ("bernoulli", "gaussian"))
     for name in ("beta", "beta_warmup", "gamma", "c_max", "commitment_cost"):
         _check(config.loss[name] >= 0, f"loss.{name}", config.loss[name], "must be >= 0")
@@ -162,6 +166,39 @@ def _validate_eval(config: ml_collections.ConfigDict) -> None:
     _check(config.eval.iwae_k >= 0, "eval.iwae_k", config.eval.iwae_k, "must be >= 0 (0 = off)")
     for metric in config.eval.disentanglement:
         _check(metric in METRICS, "eval.disentanglement", metric, f"each must be one of {sorted(METRICS)}")
+
+
+def _validate_vae_options(config: ml_collections.ConfigDict) -> None:
+    """The MLP activation, the prior, the second stochastic layer and the importance-weighted objective."""
+    from vae_jax.models import ACTIVATIONS, PRIORS
+    from vae_jax.objectives_iw import OBJECTIVES
+
+    model, loss = config.model, config.loss
+    _one_of(config, "model.activation", sorted(ACTIVATIONS))
+    _one_of(config, "model.prior", PRIORS)
+    if model.prior == "vamp":
+        _check(model.num_pseudo_inputs > 0, "model.num_pseudo_inputs", model.num_pseudo_inputs, "must be > 0")
+    if model.name == "vae2":
+        _check(model.encoder == "mlp", "model.encoder", model.encoder, "model.name='vae2' is an MLP")
+        _check(model.prior == "standard", "model.prior", model.prior, "'vae2' takes the standard prior")
+        _check(model.bottom_latent_dim > 0, "model.bottom_latent_dim", model.bottom_latent_dim, "must be > 0")
+    _one_of(config, "loss.objective", OBJECTIVES)
+    for name in ("num_samples", "num_outer"):
+        _check(loss[name] >= 1, f"loss.{name}", loss[name], "must be an integer >= 1")
+    _check(0 <= loss.ciwae_beta <= 1, "loss.ciwae_beta", loss.ciwae_beta, "must be in [0, 1]")
+    if loss.objective == "elbo" and loss.num_samples * loss.num_outer == 1:
+        return  # The one-sample ELBO: every model, with beta, warm-up and capacity.
+    _check(
+        model.name in ("vae", "vae2"), "loss.objective", loss.objective,
+        f"importance-weighted objectives train a VAE ('vae' or 'vae2'), not model.name={model.name!r}; "
+        "use loss.objective='elbo' with loss.num_samples=1",
+    )  # fmt: skip
+    for name, off in (("beta", 1.0), ("beta_warmup", 0.0), ("gamma", 0.0)):
+        _check(
+            loss[name] == off, f"loss.{name}", loss[name],
+            f"must be {off} with loss.objective={loss.objective!r} and {loss.num_samples * loss.num_outer} "
+            "samples (these bounds have no KL weight); use the one-sample ELBO for beta-VAEs",
+        )  # fmt: skip
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
