@@ -125,13 +125,14 @@ def test_published_defaults():
     assert load_config("vq_vae").loss.commitment_cost == 0.25
 
 
-def test_cli_overrides_default_workdir_and_eval_mode(tmp_path):
-    args = ["--config=" + str(Path("experiments/beta_vae.py").absolute()) + ":smoke"]
-    args += ["--config.loss.beta=0.5", "--config.train.num_steps=4"]
+def test_cli_overrides_default_workdir_and_eval_mode(tmp_path, idx_dir, tfds_dir):
+    args = ["--config=" + str(Path("experiments/vae.py").absolute()) + ":smoke"]
+    args += ["--config.loss.beta=0.5", "--config.train.num_steps=4", "--config.data.source=local"]
+    args += [f"--config.data.local_dir={idx_dir}", f"--config.data.data_dir={tfds_dir}"]
     result = cli(*args, cwd=tmp_path)
     assert "steps/s" in result.stderr and "ETA" in result.stderr  # clu's progress line
     assert "/orbax/" not in result.stderr and "checkpoint_manager.py" not in result.stderr  # quiet
-    workdir = tmp_path / "runs" / "beta_vae_smoke"
+    workdir = tmp_path / "runs" / "vae_smoke"
     assert json.loads((workdir / "config.json").read_text())["loss"]["beta"] == 0.5
     (workdir / "results.json").unlink()
     cli(*args, "--mode=eval", cwd=tmp_path)

@@ -46,7 +46,7 @@ NO_GUARANTEE = "custom calls whose targets have no compatibility guarantees"
 def data_shape(name: str) -> tuple[int, ...]:
     """One example's shape, as `data.load_dataset` would report it, without loading anything."""
     if name in data_lib.GROUND_TRUTH:
-        return tuple(data_lib.GROUND_TRUTH[name].observation_shape)
+        return tuple(data_lib.get_ground_truth_data(name).observation_shape)  # procedural: nothing read
     if name in data_lib.SEQUENCES:
         return tuple(data_lib.SEQUENCES[name]().observation_shape)
     assert name in data_lib.sources.IMAGE_DATASETS and name in IMAGE_SHAPES, f"no shape for {name!r}"

@@ -108,10 +108,12 @@ def test_sweep_preset_trains_all_members_in_one_process(tmp_path):
     assert all(list((workdir / "members" / str(m)).glob("events.out.tfevents.*")) for m in range(4))
 
 
-def test_sweep_resumes_as_one_unit(tmp_path):
+def test_sweep_resumes_as_one_unit(tmp_path, idx_dir, tfds_dir):
+    from tests.helpers import use_local_idx
     from vae_jax.train import train_and_evaluate
 
-    config = load_config("beta_vae", "smoke,sweep")
+    config = use_local_idx(load_config("vae", "smoke"), idx_dir, tfds_dir)
+    config.sweep.spec = "loss.beta=1,4 * seed=0,1"
     config.train.update(num_steps=4, checkpoint_every=2)
     train_and_evaluate(config, tmp_path)
     config.train.num_steps = 6  # extend the run: the stacked state resumes from step 4
