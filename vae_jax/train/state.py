@@ -1,7 +1,7 @@
 """Train state, optimizers and the numeric hyperparameters that enter the step as arrays."""
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -11,10 +11,31 @@ import optax
 from flax import struct
 
 from vae_jax.errors import ConfigError
+from vae_jax.models.discriminator import Discriminator
 
 OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw, "sgd": optax.sgd, "rmsprop": optax.rmsprop}
 # Loss hyperparameters that live in the state as float arrays, so a sweep can vmap over them.
-LOSS_HPARAMS = ("beta", "beta_warmup", "gamma", "c_max", "anneal_steps", "commitment_cost")
+LOSS_HPARAMS = (
+    "beta", "beta_warmup", "gamma", "c_max", "anneal_steps", "commitment_cost",
+    "tc_beta", "factor_gamma", "dip_lambda_od", "dip_lambda_d_factor",
+)  # fmt: skip
+# config.loss.method: the objective of a Gaussian VAE (vae_jax.objectives_disentangle); 'vae' is
+# beta-VAE and, with loss.gamma > 0, the capacity-annealed VAE.
+LOSS_METHODS = ("vae", "beta_tcvae", "dip_vae_i", "dip_vae_ii", "factor_vae")
+
+
+class LossSpec(NamedTuple):
+    """The structural (static) choices of the objective; its numbers live in TrainState.hparams."""
+
+    method: str = "vae"
+    tc_estimator: str = "minibatch"  # beta-TCVAE's TC estimator: 'minibatch' (dlib) | 'mws' | 'mss'
+    dataset_size: int = 0  # N of the 'mws' / 'mss' estimators
+
+
+def loss_spec_from_config(config: ml_collections.ConfigDict) -> LossSpec:
+    loss = config.loss
+    return LossSpec(loss.get("method", "vae"), loss.get("tc_estimator", "minibatch"),
+                    int(loss.get("tc_dataset_size", 0)))  # fmt: skip
 
 
 class TrainState(struct.PyTreeNode):
@@ -24,9 +45,14 @@ class TrainState(struct.PyTreeNode):
     params: Any
     opt_state: optax.OptState
     model_state: Any  # non-parameter collections, e.g. the EMA codebook ('vq')
-    hparams: dict[str, jax.Array]  # beta, beta_warmup, gamma, c_max, anneal_steps, commitment_cost
+    hparams: dict[str, jax.Array]  # LOSS_HPARAMS, float32 scalars
     apply_fn: Callable = struct.field(pytree_node=False)
     tx: optax.GradientTransformation = struct.field(pytree_node=False)
+    # FactorVAE's discriminator, {'params', 'opt_state'}, trained by the same step; {} otherwise.
+    disc: dict = struct.field(default_factory=dict)
+    loss_spec: LossSpec = struct.field(pytree_node=False, default=LossSpec())
+    disc_apply_fn: Callable | None = struct.field(pytree_node=False, default=None)
+    disc_tx: optax.GradientTransformation | None = struct.field(pytree_node=False, default=None)
 
 
 def make_optimizer(optim: ml_collections.ConfigDict) -> optax.GradientTransformation:
@@ -80,6 +106,10 @@ def create_train_state(
     opt_state = tx.init(params)
     if learning_rate is not None:
         opt_state = set_learning_rate(opt_state, learning_rate)
+    spec = loss_spec_from_config(config)
+    disc_fields = {}
+    if spec.method == "factor_vae":
+        disc_fields = _discriminator_fields(config, jax.random.fold_in(rng, 7))
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
@@ -88,4 +118,18 @@ def create_train_state(
         hparams=hparams if hparams is not None else hparams_from_config(config),
         apply_fn=model.apply,
         tx=tx,
+        loss_spec=spec,
+        **disc_fields,
     )
+
+
+def _discriminator_fields(config: ml_collections.ConfigDict, rng: jax.Array) -> dict:
+    """FactorVAE's discriminator (config.model.disc_hidden) and its optimizer (config.optim.discriminator)."""
+    disc = Discriminator(tuple(config.model.disc_hidden))
+    params = disc.init(rng, jnp.zeros((2, config.model.latent_dim), jnp.float32))["params"]
+    tx = make_optimizer(config.optim.discriminator)
+    return {
+        "disc": {"params": params, "opt_state": tx.init(params)},
+        "disc_apply_fn": disc.apply,
+        "disc_tx": tx,
+    }

@@ -12,8 +12,9 @@ import jax.numpy as jnp
 import optax
 
 from vae_jax import objectives
+from vae_jax import objectives_disentangle as disentangle
 from vae_jax.models import VAEOutput, VQVAEOutput
-from vae_jax.train.state import TrainState
+from vae_jax.train.state import LossSpec, TrainState
 
 
 def binarize_dynamic(x: jax.Array, rng: jax.Array) -> jax.Array:
@@ -43,9 +44,16 @@ def per_example_terms(out, x: jax.Array, likelihood: str) -> dict[str, jax.Array
     return terms
 
 
-def compute_loss(out, x, hparams, step, likelihood: str, ema_codebook: bool):
-    """(loss, metrics) of any model output; the objective follows the output type."""
+def compute_loss(
+    out, x, hparams, step, likelihood: str, ema_codebook: bool, spec=LossSpec(), disc_logits=None
+):
+    """(loss, metrics) of any model output; the objective follows the output type and spec.method.
+
+    disc_logits: FactorVAE's discriminator logits at out.z, [B, 2] (spec.method 'factor_vae').
+    """
     terms = per_example_terms(out, x, likelihood)
+    if isinstance(out, VAEOutput) and spec.method != "vae":
+        return _disentangling_loss(out, terms, hparams, spec, disc_logits)
     if isinstance(out, VAEOutput):
         c = objectives.capacity(step, hparams["c_max"], hparams["anneal_steps"])
         beta = objectives.kl_weight(step, hparams["beta"], hparams["beta_warmup"])
@@ -64,8 +72,53 @@ def compute_loss(out, x, hparams, step, likelihood: str, ema_codebook: bool):
     return loss, metrics
 
 
+def _disentangling_loss(out: VAEOutput, terms, hparams, spec: LossSpec, disc_logits):
+    """The objectives of Locatello et al. 2019's study other than beta-VAE / AnnealedVAE."""
+    rec_ll, kl = terms["rec_ll"], terms["kl"]
+    if spec.method == "beta_tcvae":
+        return disentangle.beta_tcvae_loss(
+            rec_ll, kl, out.z, out.mean, out.logvar, hparams["tc_beta"], spec.tc_estimator, spec.dataset_size
+        )
+    if spec.method in ("dip_vae_i", "dip_vae_ii"):
+        lambda_od = hparams["dip_lambda_od"]
+        lambdas = (lambda_od, hparams["dip_lambda_d_factor"] * lambda_od)
+        return disentangle.dip_vae_loss(
+            rec_ll, kl, out.mean, out.logvar, lambdas, spec.method[len("dip_vae_") :]
+        )
+    if spec.method == "factor_vae":
+        return disentangle.factor_vae_loss(rec_ll, kl, disc_logits, hparams["factor_gamma"])
+    raise ValueError(f"unknown loss method {spec.method!r}")
+
+
+def discriminator_update(state: TrainState, z: jax.Array, rng: jax.Array):
+    """FactorVAE's discriminator step on the batch's codes z [B, d] (no gradient to the VAE):
+    real codes against `permute_dims(z)`. Returns (new disc dict, metrics, finite flag)."""
+    z = jax.lax.stop_gradient(z)
+    z_perm = disentangle.permute_dims(z, rng)
+
+    def loss_fn(params):
+        logits = state.disc_apply_fn({"params": params}, jnp.concatenate([z, z_perm]))
+        return disentangle.discriminator_loss(logits[: z.shape[0]], logits[z.shape[0] :])
+
+    params = state.disc["params"]
+    grads, metrics = jax.grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = state.disc_tx.update(grads, state.disc["opt_state"], params)
+    grad_norm = optax.global_norm(grads)
+    metrics["disc_grad_norm"] = grad_norm
+    finite = jnp.isfinite(metrics["disc_loss"]) & jnp.isfinite(grad_norm)
+    return {"params": optax.apply_updates(params, updates), "opt_state": opt_state}, metrics, finite
+
+
 def make_train_step(likelihood: str, binarize: str = "none") -> Callable:
     """Returns train_step(state, batch, rng) -> (state, metrics) for images batch [B, ...].
+
+    The objective is the state's (`state.loss_spec`). For FactorVAE the step also trains the
+    discriminator (`discriminator_update`), as disentanglement_lib does: from the same batch, the
+    codes z ~ q(z|x) it sampled for the VAE are the discriminator's q(z) samples and their
+    dimension-wise permutation over the batch its prod_j q(z_j) samples. The alternative (pythae,
+    facebookresearch/disentangling-correlated-factors: half of the batch for the VAE, the other
+    half permuted for the discriminator) halves the VAE's batch; this keeps the study's batch
+    of 64 for the VAE and its numbers comparable with dlib's, and needs one batch per step.
 
     A step whose loss or gradient is not finite leaves the state unchanged (so the
     step counter stops there) and reports `finite = 0`; the loop stops the run.
@@ -76,21 +129,31 @@ def make_train_step(likelihood: str, binarize: str = "none") -> Callable:
         bin_rng, rng = jax.random.split(rng)
         x = binarize_dynamic(batch, bin_rng) if binarize == "dynamic" else batch
         ema = "vq" in state.model_state
+        factor = state.loss_spec.method == "factor_vae"
 
         def loss_fn(params):
             out, model_state = apply_model(state, params, x, rng, train=True)
-            loss, metrics = compute_loss(out, x, state.hparams, state.step, likelihood, ema)
-            return loss, (metrics, model_state)
+            # The discriminator's parameters are constants here: only the VAE's get this gradient.
+            logits = state.disc_apply_fn({"params": state.disc["params"]}, out.z) if factor else None
+            loss, metrics = compute_loss(
+                out, x, state.hparams, state.step, likelihood, ema, state.loss_spec, logits
+            )
+            return loss, (metrics, model_state, getattr(out, "z", None))
 
-        grads, (metrics, model_state) = jax.grad(loss_fn, has_aux=True)(state.params)
+        grads, (metrics, model_state, z) = jax.grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
         grad_norm = optax.global_norm(grads)
         finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm)
+        disc = state.disc
+        if factor:  # dlib's protocol: both updates from the same batch and the same pre-step state.
+            disc, disc_metrics, disc_finite = discriminator_update(state, z, jax.random.fold_in(rng, 1))
+            metrics, finite = {**metrics, **disc_metrics}, finite & disc_finite
         new_state = state.replace(
             step=state.step + 1,
             params=optax.apply_updates(state.params, updates),
             opt_state=opt_state,
             model_state=model_state,
+            disc=disc,
         )
         new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
         metrics = {**metrics, "grad_norm": grad_norm, "finite": finite.astype(jnp.float32)}

@@ -2,7 +2,8 @@
 
 `config.sweep.spec` lists the members: `field=v1,v2,...` terms joined by `*`
 (product) or `|` (zip, equal lengths), e.g. `loss.beta=1,4,16 * seed=0,1,2`
-(9 members) or `loss.gamma=100,1000 | loss.c_max=10,25` (2 members).
+(9 members) or `loss.gamma=100,1000 | loss.c_max=10,25` (2 members); sub-specs joined by `+`
+are a union, their members one after another (`loss.beta=1,4 + loss.c_max=5,25`: 4 members).
 Numeric hyperparameters (SWEEPABLE) enter the train step as arrays, so all
 members that differ only in them train as one jitted program: the step is
 vmapped (or, on CPU, unrolled member by member; see `vectorization`) over a member axis that
@@ -18,6 +19,7 @@ import csv
 import itertools
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,8 @@ def _parse_value(text: str) -> Any:
 
 def parse_sweep(spec: str, config: ml_collections.ConfigDict) -> list[dict[str, Any]]:
     """The member assignments {field: value} of a sweep spec; ConfigError if malformed."""
+    if len(parts := re.split(r"(?<![eE])\+", spec)) > 1:  # a union; '1e+3' is a number
+        return [member for part in parts for member in parse_sweep(part, config)]
     factors = []
     for factor in spec.split("*"):
         columns: dict[str, list] = {}
@@ -173,7 +177,10 @@ def train_sweep(
     writer.write_config(config)
     programs: dict[str, list[int]] = {}
     for i, a in enumerate(assignments):
-        structural = json.dumps({k: v for k, v in a.items() if k not in SWEEPABLE}, sort_keys=True)
+        # Members of different sub-specs of a union ('+': other swept fields) never share a program.
+        structural = json.dumps(
+            [sorted(a), {k: v for k, v in a.items() if k not in SWEEPABLE}], sort_keys=True
+        )
         programs.setdefault(structural, []).append(i)
     rows: list[dict] = []
     try:
@@ -262,7 +269,8 @@ def write_sweep_results(workdir: Path, rows: list[dict], swept: list[str]) -> No
     x_key = next((k for k in swept if k != "seed" and isinstance(rows[0].get(k), int | float)), None)
     if x_key is None:
         return
-    metrics = [k for k in keys if k not in (*swept, "member", "step", "diverged")]
+    rows = [row for row in rows if x_key in row]  # of a union ('+'), the members that swept x_key
+    metrics = [k for k in keys if k not in (*swept, "member", "step", "diverged") and k in rows[0]]
     for metric in metrics:
         xs = sorted({row[x_key] for row in rows})
         values = [
