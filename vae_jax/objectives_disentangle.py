@@ -51,6 +51,7 @@ def kl_decomposition(
     z: jax.Array,
     mean: jax.Array,
     logvar: jax.Array,
+    *,
     estimator: str = "minibatch",
     dataset_size: jax.Array | float = 0.0,
 ) -> Metrics:
@@ -94,6 +95,7 @@ def beta_tcvae_loss(
     z: jax.Array,
     mean: jax.Array,
     logvar: jax.Array,
+    *,
     beta: jax.Array | float,
     estimator: str = "minibatch",
     dataset_size: jax.Array | float = 0.0,
@@ -115,7 +117,7 @@ def beta_tcvae_loss(
       (loss, metrics) with the VAE's `neg_elbo`, `rec`, `kl` and `tc`, `mi`, `dim_kl`.
     """
     _, metrics = vae_loss(rec_ll, kl)
-    parts = kl_decomposition(z, mean, logvar, estimator, dataset_size)
+    parts = kl_decomposition(z, mean, logvar, estimator=estimator, dataset_size=dataset_size)
     loss = metrics["neg_elbo"] + (beta - 1.0) * parts["tc"]
     return loss, {**metrics, **parts, "loss": loss}
 
@@ -147,7 +149,9 @@ def dip_vae_loss(
     kl: jax.Array,
     mean: jax.Array,
     logvar: jax.Array,
-    lambdas: tuple[jax.Array | float, jax.Array | float],
+    *,
+    lambda_od: jax.Array | float,
+    lambda_d: jax.Array | float,
     dip_type: str = "i",
 ) -> tuple[jax.Array, Metrics]:
     """DIP-VAE-I / -II (Kumar et al. 2018; disentanglement_lib's `DIPVAE.regularizer`):
@@ -158,10 +162,9 @@ def dip_vae_loss(
 
     Args:
       rec_ll, kl: [B]; mean, logvar: the posteriors, [B, d].
-      lambdas: (lambda_od, lambda_d); dlib uses lambda_d = 10 lambda_od for I, lambda_od for II.
+      lambda_od, lambda_d: the weights; dlib uses lambda_d = 10 lambda_od for I, lambda_od for II.
       dip_type: 'i' or 'ii'.
     """
-    lambda_od, lambda_d = lambdas
     _, metrics = vae_loss(rec_ll, kl)
     cov = dip_covariance(mean, logvar, dip_type)
     penalty = dip_penalty(cov, lambda_od, lambda_d)

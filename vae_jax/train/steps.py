@@ -44,14 +44,13 @@ def per_example_terms(out, x: jax.Array, likelihood: str) -> dict[str, jax.Array
     return terms
 
 
-def compute_loss(
-    out, x, hparams, step, likelihood: str, ema_codebook: bool, spec=LossSpec(), disc_logits=None
-):
+def compute_loss(out, x, hparams, step, likelihood: str, ema_codebook: bool, *, spec=None, disc_logits=None):
     """(loss, metrics) of any model output; the objective follows the output type and spec.method.
 
     disc_logits: FactorVAE's discriminator logits at out.z, [B, 2] (spec.method 'factor_vae').
     """
     terms = per_example_terms(out, x, likelihood)
+    spec = spec or LossSpec()
     if isinstance(out, VAEOutput) and spec.method != "vae":
         return _disentangling_loss(out, terms, hparams, spec, disc_logits)
     if isinstance(out, VAEOutput):
@@ -77,14 +76,15 @@ def _disentangling_loss(out: VAEOutput, terms, hparams, spec: LossSpec, disc_log
     rec_ll, kl = terms["rec_ll"], terms["kl"]
     if spec.method == "beta_tcvae":
         return disentangle.beta_tcvae_loss(
-            rec_ll, kl, out.z, out.mean, out.logvar, hparams["tc_beta"], spec.tc_estimator, spec.dataset_size
-        )
+            rec_ll, kl, out.z, out.mean, out.logvar,
+            beta=hparams["tc_beta"], estimator=spec.tc_estimator, dataset_size=spec.dataset_size,
+        )  # fmt: skip
     if spec.method in ("dip_vae_i", "dip_vae_ii"):
         lambda_od = hparams["dip_lambda_od"]
-        lambdas = (lambda_od, hparams["dip_lambda_d_factor"] * lambda_od)
         return disentangle.dip_vae_loss(
-            rec_ll, kl, out.mean, out.logvar, lambdas, spec.method[len("dip_vae_") :]
-        )
+            rec_ll, kl, out.mean, out.logvar, lambda_od=lambda_od,
+            lambda_d=hparams["dip_lambda_d_factor"] * lambda_od, dip_type=spec.method[len("dip_vae_") :],
+        )  # fmt: skip
     if spec.method == "factor_vae":
         return disentangle.factor_vae_loss(rec_ll, kl, disc_logits, hparams["factor_gamma"])
     raise ValueError(f"unknown loss method {spec.method!r}")
@@ -136,7 +136,7 @@ def make_train_step(likelihood: str, binarize: str = "none") -> Callable:
             # The discriminator's parameters are constants here: only the VAE's get this gradient.
             logits = state.disc_apply_fn({"params": state.disc["params"]}, out.z) if factor else None
             loss, metrics = compute_loss(
-                out, x, state.hparams, state.step, likelihood, ema, state.loss_spec, logits
+                out, x, state.hparams, state.step, likelihood, ema, spec=state.loss_spec, disc_logits=logits
             )
             return loss, (metrics, model_state, getattr(out, "z", None))
 
