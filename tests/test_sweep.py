@@ -44,23 +44,17 @@ def test_malformed_specs_are_rejected_before_compiling(spec, message):
         validate_config(c)
 
 
-def _run_worker(kind, devices, out):
+def _run_worker(kind, devices, out, vectorizations="vmap,map"):
     env = dict(os.environ, XLA_FLAGS=device_count_flags(devices), JAX_PLATFORMS="cpu")
     env["PYTHONPATH"] = str(ROOT)
-    cmd = [sys.executable, str(ROOT / "tests/sweep_worker.py"), kind, str(out), "vmap,map"]
+    cmd = [sys.executable, str(ROOT / "tests/sweep_worker.py"), kind, str(out), vectorizations]
     subprocess.run(cmd, env=env, check=True)
     return dict(np.load(out))
 
 
-@pytest.mark.parametrize("devices", [1, 8])
-@pytest.mark.parametrize("kind", ["vae", "vqvae_ema"])
-def test_sweep_member_equals_the_same_config_trained_alone(kind, devices, tmp_path):
-    """Both vectorizations ('vmap': one batched program, 'map': members unrolled), one process."""
-    result = _run_worker(kind, devices, tmp_path / "out.npz")
-    axis = int(result.pop("__sweep_axis__"))
-    assert axis == (1 if devices == 1 else 4)  # members sharded over 4 devices, batch over 2
+def _assert_members_equal_alone(result, vectorizations=("vmap", "map")):
     alone = {k[len("alone/") :]: v for k, v in result.items() if k.startswith("alone/")}
-    for vectorize in ("vmap", "map"):
+    for vectorize in vectorizations:
         swept = {k[len(vectorize) + 1 :]: v for k, v in result.items() if k.startswith(vectorize + "/")}
         assert swept.keys() == alone.keys() and len({k.split("/")[0] for k in swept}) == 4
         loose = 0
@@ -74,6 +68,30 @@ def test_sweep_member_equals_the_same_config_trained_alone(kind, devices, tmp_pa
         # Members really differ (the sweep is not four copies of one run).
         paths = [k[2:] for k in swept if k.startswith("0/")]
         assert any(not np.allclose(swept["0/" + p], swept["3/" + p]) for p in paths)
+
+
+@pytest.mark.parametrize("devices", [1, 8])
+@pytest.mark.parametrize("kind", ["vae", "vqvae_ema"])
+def test_sweep_member_equals_the_same_config_trained_alone(kind, devices, tmp_path):
+    """Both vectorizations ('vmap': one batched program, 'map': members unrolled), one process."""
+    result = _run_worker(kind, devices, tmp_path / "out.npz")
+    axis = int(result.pop("__sweep_axis__"))
+    assert axis == (1 if devices == 1 else 4)  # members sharded over 4 devices, batch over 2
+    _assert_members_equal_alone(result)
+
+
+@pytest.mark.parametrize("devices", [1, 8])
+def test_disentangling_methods_as_sweep_members_equal_their_solo_runs(devices, tmp_path):
+    """FactorVAE (both networks), beta-TCVAE (MSS), DIP-VAE-I/II: 4 members each, vmapped, the
+    members sharded over 4 of 8 devices and the batch over 2; one process for all four methods."""
+    result = _run_worker("disentangle", devices, tmp_path / "out.npz", "vmap")
+    assert int(result.pop("__sweep_axis__")) == (1 if devices == 1 else 4)
+    methods = ("factor_vae", "beta_tcvae", "dip_vae_i", "dip_vae_ii")
+    assert {k.split("/")[0] for k in result} == set(methods)
+    for method in methods:
+        own = {k[len(method) + 1 :]: v for k, v in result.items() if k.startswith(method + "/")}
+        _assert_members_equal_alone(own, ("vmap",))
+    assert any("'d'" in k for k in result if k.startswith("factor_vae/vmap/0/"))  # the discriminator
 
 
 def test_sweep_preset_trains_all_members_in_one_process(tmp_path):

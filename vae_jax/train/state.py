@@ -1,5 +1,6 @@
 """Train state, optimizers and the numeric hyperparameters that enter the step as arrays."""
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -123,9 +124,15 @@ def create_train_state(
     )
 
 
+@functools.cache
+def _discriminator(hidden: tuple[int, ...]) -> Discriminator:
+    """One module per architecture, so states built apart share `disc_apply_fn` (one jit trace)."""
+    return Discriminator(hidden)
+
+
 def _discriminator_fields(config: ml_collections.ConfigDict, rng: jax.Array) -> dict:
     """FactorVAE's discriminator (config.model.disc_hidden) and its optimizer (config.optim.discriminator)."""
-    disc = Discriminator(tuple(config.model.disc_hidden))
+    disc = _discriminator(tuple(config.model.disc_hidden))
     params = disc.init(rng, jnp.zeros((2, config.model.latent_dim), jnp.float32))["params"]
     tx = make_optimizer(config.optim.discriminator)
     return {
