@@ -71,6 +71,7 @@ def main(kind: str, out: str, vectorizations: str = "vmap,map") -> None:
     if kind != "disentangle":
         np.savez(out, **train_members(config, SPECS[kind], vectorizations))
         return
+    config.model.encoder, config.model.hidden = "mlp", (64,)  # the objectives are what is tested here
     config.model.disc_hidden = (32, 32)
     config.optim.discriminator.learning_rate = 3e-3
     config.loss.tc_estimator, config.loss.tc_dataset_size = "mss", 1000  # Chen et al.'s, with N
