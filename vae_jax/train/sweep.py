@@ -175,16 +175,10 @@ def train_sweep(
     check_resume_compatible(workdir, config, allow_config_change)
     writer = Workdir(workdir, tensorboard=False)  # members write their own events: one curve each
     writer.write_config(config)
-    programs: dict[str, list[int]] = {}
-    for i, a in enumerate(assignments):
-        # Members of different sub-specs of a union ('+': other swept fields) never share a program.
-        structural = json.dumps(
-            [sorted(a), {k: v for k, v in a.items() if k not in SWEEPABLE}], sort_keys=True
-        )
-        programs.setdefault(structural, []).append(i)
+    programs = group_programs(assignments)
     rows: list[dict] = []
     try:
-        for p, members in enumerate(programs.values()):
+        for p, members in enumerate(programs):
             program_dir = workdir if len(programs) == 1 else workdir / f"program_{p}"
             logging.info(
                 "Sweep program %d/%d: %d members in one vmapped step", p + 1, len(programs), len(members)
@@ -196,6 +190,18 @@ def train_sweep(
     finally:
         writer.close()
     return rows
+
+
+def group_programs(assignments: list[dict]) -> list[list[int]]:
+    """The members' indices by program: members that differ only in SWEEPABLE values share one.
+    Members of different sub-specs of a union ('+': other swept fields) never share a program."""
+    programs: dict[str, list[int]] = {}
+    for i, a in enumerate(assignments):
+        structural = json.dumps(
+            [sorted(a), {k: v for k, v in a.items() if k not in SWEEPABLE}], sort_keys=True
+        )
+        programs.setdefault(structural, []).append(i)
+    return list(programs.values())
 
 
 def _train_program(configs, members, assignments, workdir: Path, writer: Workdir) -> list[dict]:
