@@ -20,7 +20,7 @@ from vae_jax.data import get_ground_truth_data
 from vae_jax.evaluate import baselines, disentanglement
 from vae_jax.evaluate.ground_truth import representation_fn
 from vae_jax.models import build_model
-from vae_jax.train import checkpoint, loop
+from vae_jax.train import checkpoint, engine
 from vae_jax.train.state import create_train_state
 
 ALL = list(disentanglement.METRICS)
@@ -30,7 +30,7 @@ TARGET_SECONDS = 120.0  # all five metrics on the 2-core CPU (issue #4)
 def model_representation(workdir: str | None):
     config = beta_vae.get_config()
     if workdir:
-        _, model, _, state = loop.setup(config)
+        _, model, _, state = engine.setup(config)
         manager = checkpoint.make_manager(workdir)
         state = checkpoint.restore_latest(manager, state)
         manager.close()

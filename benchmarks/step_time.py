@@ -29,7 +29,8 @@ from benchmarks.common import environment, median_time, write_results
 from experiments import beta_vae, vae, vq_vae
 from vae_jax import data as data_lib
 from vae_jax.models import build_model, num_params
-from vae_jax.train import loop, sharding
+from vae_jax.train import sharding
+from vae_jax.train.feed import make_feed
 from vae_jax.train.state import create_train_state
 from vae_jax.train.steps import make_train_step
 
@@ -79,7 +80,7 @@ def time_config(config, shape) -> dict:
         "steps_per_sec": 1 / seconds,
         "images_per_sec": batch_size / seconds,
     }
-    # The same step fed as a run feeds it (`loop.jitted_train_step` + `loop.batch_stream`):
+    # The same step fed as a run feeds it (`feed.make_feed`):
     # procedural dSprites through the prefetch thread; an in-memory array (as for MNIST-like
     # data) kept on the device (data.on_device) and, for comparison, through the host thread.
     # Alternating blocks with the in-memory batch, so both see the same machine.
@@ -102,9 +103,10 @@ def time_config(config, shape) -> dict:
     block = max(int(0.5 / seconds), 5)  # ~0.5 s per block
     for mode, ds in modes.items():
         config.data.on_device = mode == "pipeline"
-        piped_step, ds = loop.jitted_train_step(config, ds, mesh)
+        feed = make_feed(config, ds, mesh)
+        piped_step = feed.step
         piped_state = jax.device_put(create_train_state(model, config, shape, jax.random.key(0)), repl)
-        batches = loop.batch_stream(ds, 0, mesh)
+        batches = feed.batches(0)
         piped, in_memory = [], []
         for _ in range(10):
             t = time.perf_counter()

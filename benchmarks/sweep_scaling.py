@@ -16,14 +16,14 @@ import numpy as np
 from benchmarks.common import environment, median_time, write_results
 from experiments import beta_vae
 from vae_jax.models import build_model
-from vae_jax.train import sharding, sweep
+from vae_jax.train import sharding, sweep, sweep_spec
 
 
 def measure(n: int, repeats: int, iters: int, vectorize: str) -> dict:
     config = beta_vae.get_config()
     config.sweep.vectorize = vectorize
     config.sweep.spec = "loss.beta=" + ",".join(str(1.0 + i) for i in range(n))
-    configs = [sweep.member_config(config, a) for a in sweep.parse_sweep(config.sweep.spec, config)]
+    configs = [sweep_spec.member_config(config, a) for a in sweep_spec.parse_sweep(config.sweep.spec, config)]
     model = build_model(config, (64, 64, 1))
     mesh = sharding.make_mesh(num_sweep=sweep._sweep_axis(n))
     members = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("sweep"))

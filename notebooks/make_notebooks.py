@@ -61,7 +61,7 @@ NOTEBOOKS = {
         new_code_cell(SETUP.format(name="beta_vae_dsprites")),
         new_code_cell(
             "from experiments import beta_vae\n"
-            "from vae_jax.train import train_and_evaluate, loop, checkpoint\n"
+            "from vae_jax.train import train_and_evaluate, engine, checkpoint\n"
             "config = beta_vae.get_config(PRESET)\n"
             "results = train_and_evaluate(config, WORKDIR)\n"
             "print({k: round(v, 3) for k, v in results.items()})"
@@ -75,12 +75,14 @@ NOTEBOOKS = {
             "from vae_jax.data import get_ground_truth_data\n"
             "from vae_jax.evaluate import disentanglement\n"
             "from vae_jax.evaluate.ground_truth import representation_fn\n"
-            "dataset, model, mesh, state = loop.setup(config)\n"
+            "dataset, model, mesh, state = engine.setup(config)\n"
             "manager = checkpoint.make_manager(WORKDIR)\n"
             "state = checkpoint.restore_latest(manager, state); manager.close()\n"
             "small = PRESET == 'smoke'  # the full protocol takes ~2 minutes on a CPU\n"
             "protocols = {m: {'num_train': 500, 'num_eval': 200} for m in ('beta_vae_score', 'factor_vae_score')}\n"
-            "protocols.update({m: {'num_train': 1000, 'num_test': 500} for m in ('dci', 'sap')})\n"
+            "protocols.update({m: {'num_train': 1000, 'num_test': 500}\n"
+            "                  for m in ('dci', 'sap', 'modularity_explicitness')})\n"
+            "protocols['unsupervised'] = {'num_train': 1000}\n"
             "scores = disentanglement.compute_metrics(\n"
             "    list(disentanglement.METRICS), get_ground_truth_data('dsprites'), representation_fn(model, state),\n"
             "    grid_cache=not small, **(protocols if small else {}))\n"
@@ -99,7 +101,7 @@ NOTEBOOKS = {
         new_code_cell(
             "import jax, jax.numpy as jnp\n"
             "from experiments import vq_vae\n"
-            "from vae_jax.train import train_and_evaluate, loop, checkpoint\n"
+            "from vae_jax.train import train_and_evaluate, engine, checkpoint\n"
             "config = vq_vae.get_config(PRESET)\n"
             "if os.environ.get('NOTEBOOK_IDX_DIR'):\n"
             "    config.data.source, config.data.local_dir = 'local', os.environ['NOTEBOOK_IDX_DIR']\n"
@@ -108,7 +110,7 @@ NOTEBOOKS = {
             "print({k: round(v, 3) for k, v in results.items()})"
         ),
         new_code_cell(
-            "dataset, model, mesh, state = loop.setup(config)\n"
+            "dataset, model, mesh, state = engine.setup(config)\n"
             "manager = checkpoint.make_manager(WORKDIR)\n"
             "state = checkpoint.restore_latest(manager, state); manager.close()\n"
             "variables = {'params': state.params, **state.model_state}\n"

@@ -51,9 +51,9 @@ def cli(*args, cwd=ROOT, timeout=600, check=True, background=False):
 
 def final_params(config, workdir) -> dict[str, np.ndarray]:
     """The parameters of the latest checkpoint in workdir, flattened by path."""
-    from vae_jax.train import checkpoint, loop
+    from vae_jax.train import checkpoint, engine
 
-    _, _, _, state = loop.setup(config)
+    _, _, _, state = engine.setup(config)
     manager = checkpoint.make_manager(workdir)
     restored = checkpoint.restore_latest(manager, state)
     manager.close()
@@ -77,7 +77,7 @@ def assert_workdir_contract(workdir, *, trained=True, checkpoints=True, record_f
     with an int `step`, a `split` in {train, eval} and float metrics; images/ (at any depth: a
     sweep's are per member) holds a PNG; there are TensorBoard events. What differs per trainer:
     `trained` (train records with a finite loss; pPCA has only its eval record), `checkpoints`
-    (a non-empty checkpoints/; neither pPCA nor the VQ prior checkpoints), `record_fields`
+    (a non-empty checkpoints/; pPCA, fitted in closed form, has none), `record_fields`
     (non-metric keys of the records: a sweep's member index and swept values).
     """
     workdir = Path(workdir)

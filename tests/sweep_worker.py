@@ -14,7 +14,7 @@ import numpy as np
 
 from tests.dp_worker import small_config
 from vae_jax.models import build_model
-from vae_jax.train import sharding, sweep
+from vae_jax.train import sharding, sweep, sweep_spec
 from vae_jax.train.state import create_train_state
 from vae_jax.train.steps import make_train_step
 
@@ -34,7 +34,7 @@ def flat(tree, prefix):
 
 def train_members(config, spec: str, vectorizations: str, prefix: str = "") -> dict[str, np.ndarray]:
     """The members' parameters (and model state, discriminator) after the sweep and alone."""
-    configs = [sweep.member_config(config, a) for a in sweep.parse_sweep(spec, config)]
+    configs = [sweep_spec.member_config(config, a) for a in sweep_spec.parse_sweep(spec, config)]
     model = build_model(config, (28, 28, 1))
     mesh = sharding.make_mesh(num_sweep=sweep._sweep_axis(len(configs)))
     images = np.random.default_rng(0).random((3, 32, 28, 28, 1)).astype(np.float32)

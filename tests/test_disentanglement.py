@@ -15,6 +15,8 @@ SMALL = {
     "mig": {"num_train": 5000},
     "dci": {"num_train": 2000, "num_test": 1000},
     "sap": {"num_train": 2000, "num_test": 1000},
+    "modularity_explicitness": {"num_train": 2000, "num_test": 1000},
+    "unsupervised": {"num_train": 2000},
 }
 
 
@@ -78,6 +80,8 @@ def test_true_factors_score_near_maximum(dsprites):
     assert s["mig"] > 0.85
     assert s["dci_disentanglement"] > 0.95 and s["dci_completeness"] > 0.95
     assert s["dci_informativeness"] > 0.95
+    assert s["modularity_score"] > 0.95
+    assert abs(s["gaussian_total_correlation"]) < 0.01  # independent factors, independent codes
     toy = _scores(ToyFactors(), _truth(4))
     # SAP's attainable maximum for binary factors is 1 - 0.5 (the runner-up latent is at chance).
     assert toy["sap"] > 0.45 and toy["mig"] > 0.95 and toy["beta_vae_score"] > 0.98

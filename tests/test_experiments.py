@@ -251,4 +251,4 @@ def test_vq_prior_trains_from_a_vqvae_checkpoint_and_samples(tmp_path, idx_dir, 
     assert 0 < results["prior_nll_bits_per_code"] < 1.5 * results["uniform_bits_per_code"]
     assert results["prior_bits_per_dim"] > 0
     assert (tmp_path / "prior" / "images" / "samples_12.png").exists()
-    assert assert_workdir_contract(tmp_path / "prior", checkpoints=False) == results
+    assert assert_workdir_contract(tmp_path / "prior") == results

@@ -2,7 +2,7 @@
 
 For each config in experiments/*.py that trains by gradient steps, the model and train state are built
 from its `smoke` preset with the conv form 'auto' picks on that platform, and the train step the
-training loop runs (`loop.jitted_train_step`, with the on-device batch gather for in-memory datasets)
+training loop runs (`feed.make_feed`, with the on-device batch gather for in-memory datasets)
 is exported with `jax.export` for 'cuda' and for 'tpu'; so is the vmapped step of a 4-member sweep
 (`sweep.make_sweep_step` in its accelerator form) and an equivalent of the PixelCNN prior's step. The
 arguments are shapes only (`jax.eval_shape`): nothing is initialized, run or compiled. `jax.export`
@@ -22,10 +22,12 @@ from vae_jax import ops
 from vae_jax.models import build_model
 from vae_jax.models.prior import PixelCNNPrior
 from vae_jax.ops import onednn
-from vae_jax.train import loop, sharding
+from vae_jax.train import sharding
+from vae_jax.train.feed import make_feed
 from vae_jax.train.prior_training import make_prior_step
-from vae_jax.train.state import create_train_state
-from vae_jax.train.sweep import create_sweep_state, make_sweep_step, member_config, parse_sweep
+from vae_jax.train.state import TrainState, create_train_state
+from vae_jax.train.sweep import create_sweep_state, make_sweep_step
+from vae_jax.train.sweep_spec import member_config, parse_sweep
 
 PLATFORMS = ("cuda", "tpu")
 NOT_CONFIGS = {"run", "common", "__init__"}
@@ -78,9 +80,9 @@ def loop_step(config, shape):
     dataset = data_lib.Dataset(
         name=config.data.name, data_shape=shape, batch_at=None, eval_images=None, train_images=images
     )
-    step, dataset = loop.jitted_train_step(config, dataset, sharding.make_mesh())
+    step = make_feed(config, dataset, sharding.make_mesh()).step
     if in_memory:
-        assert dataset.device_batches is not None and config.data.on_device
+        assert config.data.on_device
         return jax.jit(step), jax.ShapeDtypeStruct((len(images),), jnp.int32)
     return step, jax.ShapeDtypeStruct((config.train.batch_size, *shape), jnp.float32)
 
@@ -151,13 +153,16 @@ def test_prior_step_exports(platform):
     prior = PixelCNNPrior(vq_config.model.vq.num_codes, config.prior.features, config.prior.layers)
     params = jax.eval_shape(prior.init, abstract_key(), codes)
     tx = optax.adam(config.optim.learning_rate)
-    opt_state = jax.eval_shape(tx.init, params)
+    state = TrainState(
+        step=jax.ShapeDtypeStruct((), jnp.int32), params=params, opt_state=jax.eval_shape(tx.init, params),
+        model_state={}, hparams={}, apply_fn=prior.apply, tx=tx,
+    )  # fmt: skip
     _, step = make_prior_step(prior, tx)
-    exported = jax.export.export(step, platforms=[platform])(params, opt_state, codes)
+    exported = jax.export.export(jax.jit(step), platforms=[platform])(state, codes, abstract_key())
     assert exported.platforms == (platform,)
-    new_params, new_opt_state, loss = jax.tree.unflatten(exported.out_tree, exported.out_avals)
-    assert signature((new_params, new_opt_state)) == signature((params, opt_state))
-    assert loss.shape == ()
+    new_state, metrics = jax.tree.unflatten(exported.out_tree, exported.out_avals)
+    assert signature(new_state) == signature(state)
+    assert metrics["loss"].shape == () and metrics["finite"].shape == ()
 
 
 @pytest.mark.skipif(not onednn.available(), reason="the oneDNN kernels are not built on this machine")

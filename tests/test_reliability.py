@@ -14,7 +14,7 @@ import pytest
 
 from tests.helpers import ROOT, cli, device_count_flags, load_config
 from vae_jax import data as data_lib
-from vae_jax.train import ConfigError, NonFiniteError, checkpoint, loop, train_and_evaluate, validate_config
+from vae_jax.train import ConfigError, NonFiniteError, checkpoint, engine, train_and_evaluate, validate_config
 from vae_jax.train.workdir import Workdir, read_metrics
 
 
@@ -225,7 +225,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path, caplog):
     config, workdir = _smoke(tmp_path, num_steps=8, checkpoint_every=4)
     train_and_evaluate(config, workdir)
     assert _truncate_files(workdir / "checkpoints" / "8") > 0
-    _, _, _, state = loop.setup(config)
+    _, _, _, state = engine.setup(config)
     manager = checkpoint.make_manager(workdir)
     with caplog.at_level("WARNING"):
         restored = checkpoint.restore_latest(manager, state)
@@ -260,7 +260,7 @@ def test_non_finite_loss_stops_with_step_and_metric_and_keeps_good_checkpoint(tm
     with pytest.raises(NonFiniteError, match=r"non-finite .*loss.* at step 7"):
         train_and_evaluate(config, workdir)
     monkeypatch.setattr(data_lib, "load_dataset", real_load)
-    _, _, _, state = loop.setup(config)
+    _, _, _, state = engine.setup(config)
     manager = checkpoint.make_manager(workdir)
     restored = checkpoint.restore_latest(manager, state)
     manager.close()

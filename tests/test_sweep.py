@@ -12,7 +12,7 @@ import pytest
 from experiments.ablations import locatello2019_study, vqvae_ema_commitment
 from tests.helpers import ROOT, assert_workdir_contract, cli, device_count_flags, load_config
 from vae_jax.train import ConfigError, validate_config
-from vae_jax.train.sweep import group_programs, parse_sweep
+from vae_jax.train.sweep_spec import parse_sweep, programs
 from vae_jax.train.workdir import read_metrics
 
 
@@ -34,8 +34,8 @@ def test_spec_union_runs_each_sub_spec_as_its_own_programs():
     assert len(members) == 6 and members[3] == {"loss.beta": 4, "seed": 1}
     assert members[4:] == [{"loss.gamma": 1000.0, "loss.c_max": 5}, {"loss.gamma": 1000.0, "loss.c_max": 25}]
     # Both sub-specs sweep SWEEPABLE fields only, yet they are two programs, not one vmap of 6.
-    assert group_programs(members) == [[0, 1, 2, 3], [4, 5]]
-    assert group_programs(parse_sweep("loss.beta=1,4 * seed=0,1", c)) == [[0, 1, 2, 3]]
+    assert programs(members) == [[0, 1, 2, 3], [4, 5]]
+    assert programs(parse_sweep("loss.beta=1,4 * seed=0,1", c)) == [[0, 1, 2, 3]]
     with pytest.raises(ConfigError, match="is not 'field=v1,v2,...'"):
         parse_sweep("loss.beta=1,4 + ", c)
 
@@ -45,10 +45,10 @@ def test_locatello_study_is_six_grids_of_six_times_the_seeds():
     members = parse_sweep(study.sweep.spec, study)
     n = locatello2019_study.NUM_SEEDS
     assert len(members) == 6 * 6 * n
-    programs = group_programs(members)
-    assert [len(p) for p in programs] == [6 * n] * 6
+    groups = programs(members)
+    assert [len(p) for p in groups] == [6 * n] * 6
     grids = {}
-    for program in programs:
+    for program in groups:
         first = members[program[0]]
         swept = next(
             k for k in first if k not in ("loss.method", "seed", "loss.gamma", "loss.dip_lambda_d_factor")
@@ -62,9 +62,9 @@ def test_locatello_study_is_six_grids_of_six_times_the_seeds():
         ("dip_vae_ii", "loss.dip_lambda_od"): [1, 2, 5, 10, 20, 50],
         ("beta_tcvae", "loss.tc_beta"): [1, 2, 4, 6, 8, 10],
     }
-    assert {members[i].get("loss.dip_lambda_d_factor") for i in programs[3]} == {10}
-    assert {members[i].get("loss.dip_lambda_d_factor") for i in programs[4]} == {1}
-    assert {members[i]["loss.gamma"] for i in programs[1]} == {1000}
+    assert {members[i].get("loss.dip_lambda_d_factor") for i in groups[3]} == {10}
+    assert {members[i].get("loss.dip_lambda_d_factor") for i in groups[4]} == {1}
+    assert {members[i]["loss.gamma"] for i in groups[1]} == {1000}
     validate_config(study)  # every member
     one = locatello2019_study.get_config("quick,factor_vae")
     assert len(parse_sweep(one.sweep.spec, one)) == 6 * 2 and one.train.num_steps == 3000
@@ -170,6 +170,12 @@ def test_sweep_preset_trains_all_members_in_one_process(tmp_path):
     assert all(float(r["neg_elbo"]) > 0 and int(r["step"]) == 6 for r in rows)
     for name in ("sweep_neg_elbo.png", "sweep_kl.png", "sweep_rate_distortion.png"):
         assert (workdir / name).stat().st_size > 1000
+    with open(workdir / "study" / "study_results.csv") as f:  # the same members as a study table
+        study_rows = list(csv.DictReader(f))
+    assert [(r["method"], float(r["hparam_value"]), int(r["seed"])) for r in study_rows] == [
+        ("beta_vae", float(r["loss.beta"]), int(r["seed"])) for r in rows
+    ]
+    assert (workdir / "study" / "study_neg_elbo.png").stat().st_size > 1000
     records = read_metrics(workdir / "metrics.jsonl")
     train = [r for r in records if r["split"] == "train" and r["step"] == 6]
     assert sorted(r["member"] for r in train) == [0, 1, 2, 3]

@@ -1,4 +1,4 @@
-"""Pictures: image grids, labelled traversal grids, 2-D latent scatter plots, metric curves."""
+"""Pictures: image grids, labelled traversal grids, 2-D latent scatter plots, metric curves, study plots."""
 
 from collections.abc import Sequence
 from pathlib import Path
@@ -105,4 +105,44 @@ def save_sequences(path, inputs: np.ndarray, recons: np.ndarray) -> None:
     axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def save_grouped_boxes(path, labels: Sequence[str], values: Sequence[Sequence[float]], metric: str) -> None:
+    """One box (quartiles, whiskers at 1.5 IQR) and the points of each group, e.g. method x hyperparameter."""
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.55 * len(labels) + 1.5), 4.0))
+    positions = np.arange(1, len(labels) + 1)
+    filled = [i for i, v in enumerate(values) if len(v)]
+    ax.boxplot([values[i] for i in filled], positions=positions[filled], widths=0.6, showfliers=False)
+    jitter = np.random.default_rng(0)
+    methods = [label.split("\n")[0] for label in labels]  # the first line names the method: the colour
+    order = list(dict.fromkeys(methods))
+    for x, v, method in zip(positions, values, methods, strict=True):
+        colour = f"C{order.index(method) % 10}"
+        ax.scatter(x + jitter.uniform(-0.15, 0.15, len(v)), v, s=10, color=colour, alpha=0.7, zorder=3)
+    ax.set_xticks(positions, labels, rotation=90, fontsize=7)
+    ax.set_xlim(0.4, len(labels) + 0.6)
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} by method and hyperparameter (points: seeds)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def save_correlation_matrix(path, matrix: np.ndarray, names: Sequence[str], title: str) -> None:
+    """A [m, m] correlation matrix in [-1, 1] as an annotated heat map (nan cells blank)."""
+    m = len(names)
+    fig, ax = plt.subplots(figsize=(0.5 * m + 3.0, 0.5 * m + 2.5))
+    im = ax.imshow(np.ma.masked_invalid(matrix), cmap="RdBu_r", vmin=-1, vmax=1)
+    for i in range(m):
+        for j in range(m):
+            if np.isfinite(matrix[i, j]):
+                colour = "white" if abs(matrix[i, j]) > 0.6 else "black"
+                ax.text(j, i, f"{100 * matrix[i, j]:.0f}", ha="center", va="center", fontsize=6, color=colour)
+    ax.set_xticks(range(m), names, rotation=90, fontsize=7)
+    ax.set_yticks(range(m), names, fontsize=7)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    ax.set_title(title + " (x100)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
     plt.close(fig)

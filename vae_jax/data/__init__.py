@@ -1,7 +1,7 @@
 """Datasets and input pipelines: `load_dataset(config)` and `get_ground_truth_data(name)`."""
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import jax
 import ml_collections
@@ -42,9 +42,6 @@ class Dataset:
     eval_images: np.ndarray  # [N, ...] float32
     eval_labels: np.ndarray | None = None
     train_images: np.ndarray | None = None  # in-memory sources only (for data.on_device)
-    # start_step -> per-step inputs of a step that gathers its own batch on the device (set by
-    # the training loop for data.on_device); None: batches come from batch_at.
-    device_batches: Callable[[int], Iterator] | None = None
     ground_truth: object | None = None  # sources with factors (dSprites)
     eval_factors: np.ndarray | None = None
 

@@ -76,7 +76,7 @@ def _render_jax(factors: jax.Array, size: int = 64) -> jax.Array:
 
 
 def render_jit(factors: np.ndarray, size: int = 64) -> np.ndarray:
-    """`render` compiled by XLA (float32 images): ~10x faster than numpy for large batches."""
+    """`render` compiled by XLA (float32 images), for large batches."""
     return np.asarray(_render_jax(jnp.asarray(check_factors(factors), jnp.int32), size))
 
 

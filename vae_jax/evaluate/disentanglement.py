@@ -7,6 +7,9 @@ VAE: the posterior mean), `rng` is a `numpy.random.Generator`; results are
 deterministic for a fixed rng. A representation_fn may also define
 `of_factors(factors) -> [B, d]` (see `GridRepresentation`, which encodes each
 image of the factor grid once); metrics then skip rendering and re-encoding.
+The helpers that draw codes live in `vae_jax.evaluate.codes`; the study's other
+metrics (Modularity and Explicitness, the unsupervised scores) in
+`vae_jax.evaluate.disentanglement_extra`, registered here in METRICS.
 
 References: beta-VAE score, Higgins et al. 2017; FactorVAE score, Kim & Mnih
 2018; MIG, Chen et al. 2018; DCI, Eastwood & Williams 2018; SAP, Kumar et al.
@@ -20,57 +23,8 @@ from sklearn import linear_model, svm
 from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 
 from vae_jax.errors import ConfigError
-from vae_jax.evaluate import information
-
-
-class GridRepresentation:
-    """Encodes every image of a finite factor grid once, then answers by table lookup.
-
-    Worth it when a metric asks for more samples than the grid has images (the
-    beta-VAE score's default protocol encodes 1.92M images; dSprites has 737,280).
-    """
-
-    def __init__(self, ground_truth_data, representation_fn: Callable, batch_size: int = 1024):
-        self.data = ground_truth_data
-        self.fn = representation_fn
-        self.batch_size = batch_size
-        self._table = None
-
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        return self.fn(images)
-
-    def table(self) -> np.ndarray:
-        if self._table is None:
-            sizes = tuple(self.data.factor_sizes)
-            total = int(np.prod(sizes))
-            parts = []
-            for start in range(0, total, self.batch_size):
-                index = np.arange(start, min(start + self.batch_size, total))
-                factors = np.stack(np.unravel_index(index, sizes), axis=1)
-                parts.append(np.asarray(self.fn(self.data.sample_observations_from_factors(factors))))
-            self._table = np.concatenate(parts)
-        return self._table
-
-    def of_factors(self, factors: np.ndarray) -> np.ndarray:
-        index = np.ravel_multi_index(tuple(np.asarray(factors).T), tuple(self.data.factor_sizes))
-        return self.table()[index]
-
-
-def represent(data, representation_fn, factors: np.ndarray, rng, batch_size: int = 256) -> np.ndarray:
-    """Codes [N, d] of the observations of factors [N, k]."""
-    if hasattr(representation_fn, "of_factors"):
-        return np.asarray(representation_fn.of_factors(factors), np.float64)
-    parts = [
-        np.asarray(representation_fn(data.sample_observations_from_factors(factors[i : i + batch_size], rng)))
-        for i in range(0, len(factors), batch_size)
-    ]
-    return np.concatenate(parts).astype(np.float64)
-
-
-def sample_codes(data, representation_fn, num: int, rng) -> tuple[np.ndarray, np.ndarray]:
-    """(codes [num, d], factors [num, k]) for uniformly sampled factors."""
-    factors = data.sample_factors(num, rng)
-    return represent(data, representation_fn, factors, rng), factors
+from vae_jax.evaluate import disentanglement_extra, information
+from vae_jax.evaluate.codes import GridRepresentation, represent, sample_codes
 
 
 def beta_vae_score(data, representation_fn, rng, num_train=10_000, num_eval=5_000, batch_size=64):
@@ -220,6 +174,7 @@ METRICS: dict[str, Callable] = {
     "mig": mig,
     "dci": dci,
     "sap": sap,
+    **disentanglement_extra.METRICS,
 }
 
 

@@ -2,11 +2,8 @@
 
 XLA:CPU allocates every call's temporary buffers with malloc and frees them at the
 end of the call. With glibc's defaults the large ones come back to the OS (mmap'd
-chunks, per-thread arenas that shrink), so the next call page-faults ~100 MB in
-again: the dSprites beta-VAE step took ~25k minor faults per call, ~20 ms of a
-~60 ms step, and the same step inside a 10-step lax.scan (one allocation for all
-ten) ran 1.5x faster. That per-call cost, not the loop itself, is why a scan
-looked different from a Python loop of jitted steps.
+chunks, per-thread arenas that shrink), so the next call page-faults its buffers
+in again, a cost paid per call (a lax.scan of steps, which allocates once, avoids it).
 
 `keep_freed_memory()` therefore sets one malloc arena, no mmap allocations and
 no trimming (mallopt; the runtime form of MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0

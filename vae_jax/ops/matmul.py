@@ -2,8 +2,7 @@
 
 The conv encoder and deconv decoder are stacks of 4x4, stride-2, 'SAME' layers.
 XLA:CPU runs these through its generic convolution kernels, whose gradients are
-slow for the small channel counts of these networks (the dSprites step was ~3x
-slower than PyTorch's oneDNN). Each layer here computes exactly the same function
+slow for the small channel counts of these networks. Each layer here computes exactly the same function
 with one matrix product that XLA hands to its fast GEMM, plus cheap shifts:
 
 * Convolution (`conv_4x4_s2`): pad by 1 and fold each 2x2 pixel block into the

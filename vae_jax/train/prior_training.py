@@ -1,7 +1,8 @@
 """Training the autoregressive code prior of a trained VQ-VAE, from that run's checkpoint.
 
 The VQ-VAE's encoder maps every training image to its code grid once; the prior
-is trained by maximum likelihood on the grids; its test NLL goes to results.json
+is trained by maximum likelihood on the grids, through the engine's loop (progress,
+checkpoints, resumption, signals, non-finite check); its test NLL goes to results.json
 in bits per code and bits per image dimension, and its samples, decoded by the
 VQ-VAE, to images/samples_<step>.png.
 """
@@ -14,12 +15,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from clu import periodic_actions
 
+from vae_jax.data import pipeline
+from vae_jax.errors import ConfigError
 from vae_jax.evaluate.pictures import to_image
 from vae_jax.models.prior import PixelCNNPrior, sample_codes
-from vae_jax.train import checkpoint, loop
-from vae_jax.train.validate import ConfigError
+from vae_jax.train import checkpoint, engine, sharding
+from vae_jax.train.state import TrainState
 from vae_jax.train.workdir import Workdir
 
 
@@ -38,7 +40,7 @@ def _vqvae(prior_config):
     vq_dir = _check_vqvae_workdir(prior_config)
     vq_config = ml_collections.ConfigDict(json.loads((vq_dir / "config.json").read_text()))
     vq_config.data.update(prior_config.data.to_dict())  # where the data lives may differ here
-    dataset, model, _, state = loop.setup(vq_config)
+    dataset, model, _, state = engine.setup(vq_config)
     manager = checkpoint.make_manager(vq_dir)
     state = checkpoint.restore_latest(manager, state)
     manager.close()
@@ -62,8 +64,8 @@ def train_prior(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     Args:
       config: a config with model.name='vq_prior' (experiments/vq_prior.py).
       workdir: where config.json, metrics.jsonl (train records of the NLL in nats per code as
-        `loss`, one eval record), images/samples_<step>.png, results.json and TensorBoard
-        events go (the prior is not checkpointed: it trains in seconds to minutes).
+        `loss`, one eval record), checkpoints/, images/samples_<step>.png, results.json and
+        TensorBoard events go.
 
     Returns:
       The results (also in results.json).
@@ -92,9 +94,8 @@ def _train_and_sample(config: ml_collections.ConfigDict, writer: Workdir) -> dic
         )
     num_codes = vq_config.model.vq.num_codes
     prior = PixelCNNPrior(num_codes, config.prior.features, config.prior.layers)
-    rng = jax.random.key(config.seed)
-    params, nll = _fit(config, prior, train_codes, rng, writer)
-    eval_nll = float(np.mean([float(nll(params, jnp.asarray(test_codes[i : i + 500])))
+    state, nll = _fit(config, prior, train_codes, writer)
+    eval_nll = float(np.mean([float(nll(state.params, jnp.asarray(test_codes[i : i + 500])))
                               for i in range(0, len(test_codes), 500)]))  # fmt: skip
     grid = train_codes.shape[1:]
     codes_per_image = int(np.prod(grid))
@@ -103,17 +104,18 @@ def _train_and_sample(config: ml_collections.ConfigDict, writer: Workdir) -> dic
         "prior_nll_bits_per_code": eval_nll / np.log(2),
         "prior_bits_per_dim": eval_nll * codes_per_image / (image_dims * np.log(2)),
         "uniform_bits_per_code": float(np.log2(num_codes)),
-        "step": config.train.num_steps,
+        "step": int(state.step),
     }
-    samples = sample_codes(prior, params, jax.random.fold_in(rng, 1), 64, grid)
+    rng = jax.random.fold_in(jax.random.key(config.seed), 1)
+    samples = sample_codes(prior, state.params, rng, 64, grid)
     variables = {"params": vq_state.params, **vq_state.model_state}
     images = to_image(vqvae.apply(variables, samples, method=vqvae.decode_indices), vq_config.loss.likelihood)
-    writer.write_grid("samples", config.train.num_steps, np.asarray(images), 8)
+    writer.write_grid("samples", results["step"], np.asarray(images), 8)
     return results
 
 
 def make_prior_step(prior, tx: optax.GradientTransformation):
-    """The prior's objective and its jitted train step.
+    """The prior's objective and its train step.
 
     Args:
       prior: the PixelCNNPrior.
@@ -121,38 +123,53 @@ def make_prior_step(prior, tx: optax.GradientTransformation):
 
     Returns:
       (nll, step): nll(params, codes [B, h, w]) is the mean NLL in nats per code;
-      step(params, opt_state, codes) -> (params, opt_state, loss) one optimizer step on it.
+      step(state, codes, rng) -> (state, metrics) one optimizer step on it, for a TrainState
+      whose params are the prior's (rng unused: the objective is deterministic). A
+      non-finite step leaves the state unchanged and reports `finite = 0`.
     """
 
     def nll(params, codes):
         logits = prior.apply(params, codes)
         return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, codes))
 
-    @jax.jit
-    def step(params, opt_state, codes):
-        loss, grads = jax.value_and_grad(nll)(params, codes)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+    def step(state: TrainState, codes, rng):
+        del rng
+        loss, grads = jax.value_and_grad(nll)(state.params, codes)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        new = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                            opt_state=opt_state)  # fmt: skip
+        finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))
+        new = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, state)
+        return new, {"loss": loss, "finite": finite.astype(jnp.float32)}
 
     return nll, step
 
 
-def _fit(config, prior, train_codes: np.ndarray, rng, writer: Workdir):
-    """Maximum likelihood on the code grids [N, h, w]; returns the params and the NLL function."""
-    params = prior.init(rng, jnp.asarray(train_codes[:2]))
-    tx = optax.adam(config.optim.learning_rate)
-    opt_state = tx.init(params)
-    nll, step = make_prior_step(prior, tx)
-
-    batch, num_steps = config.train.batch_size, config.train.num_steps
-    progress = periodic_actions.ReportProgress(num_train_steps=num_steps, every_steps=config.train.log_every)
-    progress(0)
-    steps_per_epoch = max(len(train_codes) // batch, 1)
-    for t in range(num_steps):
-        order = np.random.default_rng([config.seed, t // steps_per_epoch]).permutation(len(train_codes))
-        pos = (t % steps_per_epoch) * batch
-        params, opt_state, loss = step(params, opt_state, jnp.asarray(train_codes[order[pos : pos + batch]]))
-        if (t + 1) % config.train.log_every == 0 or t + 1 == num_steps:
-            writer.log(t + 1, "train", {"loss": loss})
-        progress(t + 1)
-    return params, nll
+def _fit(config, prior, train_codes: np.ndarray, writer: Workdir):
+    """Maximum likelihood on the code grids [N, h, w] by the engine's loop; returns (state, nll)."""
+    run = engine.Run(config, writer, dataset=None, model=prior, mesh=sharding.make_mesh(),
+                     manager=checkpoint.make_manager(writer.path, config.train.keep_checkpoints))  # fmt: skip
+    try:
+        sharding.check_batch_divides(config.train.batch_size, run.mesh)
+        params = prior.init(jax.random.key(config.seed), jnp.asarray(train_codes[:2]))
+        tx = optax.adam(config.optim.learning_rate)
+        state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                           model_state={}, hparams={}, apply_fn=prior.apply, tx=tx)  # fmt: skip
+        repl, data_sh = sharding.replicated(run.mesh), sharding.data_sharding(run.mesh)
+        state = engine.resume(run, jax.device_put(state, repl))
+        nll, step = make_prior_step(prior, tx)
+        jitted = jax.jit(
+            step, in_shardings=(repl, data_sh, repl), out_shardings=(repl, repl), donate_argnums=0
+        )
+        batch_at = pipeline.array_batch_fn(
+            train_codes, config.train.batch_size, config.seed, jax.process_index(), jax.process_count()
+        )
+        batches = lambda start: pipeline.prefetch(  # noqa: E731
+            batch_at, start, transform=lambda b: sharding.global_batch(b, run.mesh)
+        )
+        hooks = engine.Hooks(log=lambda t, m: writer.log(t, "train", {"loss": m["loss"]}))
+        rng = jax.random.key(0)
+        state = engine.train_loop(run, state, lambda s, b: jitted(s, b, rng), batches, hooks)
+        return state, jax.jit(nll)
+    finally:
+        run.close()

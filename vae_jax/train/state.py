@@ -94,6 +94,7 @@ def create_train_state(
     config: ml_collections.ConfigDict,
     data_shape: tuple[int, ...],
     rng: jax.Array,
+    *,
     hparams: dict[str, jax.Array] | None = None,
     learning_rate: jax.Array | None = None,
 ) -> TrainState:

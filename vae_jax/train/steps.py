@@ -1,6 +1,6 @@
 """The pure train and eval steps: (state, batch, rng) -> (state, metrics).
 
-Nothing here is jitted; `vae_jax.train.loop` jits each step once, with the state
+Nothing here is jitted; the trainers jit each step once (`vae_jax.train.feed`), with the state
 donated and the batch sharded over the device mesh. The step's rng is the run's
 key folded with the step number, so a resumed run draws the same numbers.
 """
@@ -44,7 +44,7 @@ def per_example_terms(out, x: jax.Array, likelihood: str) -> dict[str, jax.Array
     return terms
 
 
-def compute_loss(out, x, hparams, step, likelihood: str, ema_codebook: bool, *, spec=None, disc_logits=None):
+def compute_loss(out, x, hparams, step, *, likelihood: str, ema_codebook: bool, spec=None, disc_logits=None):
     """(loss, metrics) of any model output; the objective follows the output type and spec.method.
 
     disc_logits: FactorVAE's discriminator logits at out.z, [B, 2] (spec.method 'factor_vae').
@@ -121,7 +121,7 @@ def make_train_step(likelihood: str, binarize: str = "none") -> Callable:
     of 64 for the VAE and its numbers comparable with dlib's, and needs one batch per step.
 
     A step whose loss or gradient is not finite leaves the state unchanged (so the
-    step counter stops there) and reports `finite = 0`; the loop stops the run.
+    step counter stops there) and reports `finite = 0`; the engine's loop stops the run.
     """
 
     def train_step(state: TrainState, batch: jax.Array, rng: jax.Array):
@@ -136,8 +136,9 @@ def make_train_step(likelihood: str, binarize: str = "none") -> Callable:
             # The discriminator's parameters are constants here: only the VAE's get this gradient.
             logits = state.disc_apply_fn({"params": state.disc["params"]}, out.z) if factor else None
             loss, metrics = compute_loss(
-                out, x, state.hparams, state.step, likelihood, ema, spec=state.loss_spec, disc_logits=logits
-            )
+                out, x, state.hparams, state.step, likelihood=likelihood, ema_codebook=ema,
+                spec=state.loss_spec, disc_logits=logits,
+            )  # fmt: skip
             return loss, (metrics, model_state, getattr(out, "z", None))
 
         grads, (metrics, model_state, z) = jax.grad(loss_fn, has_aux=True)(state.params)

@@ -11,6 +11,7 @@ import jax
 import ml_collections
 
 from vae_jax.errors import ConfigError
+from vae_jax.train.sweep_spec import member_config, parse_sweep
 
 # Fields that may change between a run and its resumption: how long, how often to log / evaluate.
 RESUMABLE_CHANGES = (
@@ -32,12 +33,20 @@ def _one_of(config, field: str, allowed) -> None:
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
-    """Raises ConfigError for the first invalid field of config."""
-    from vae_jax.data import BINARIZE, DATASETS
-    from vae_jax.evaluate.disentanglement import METRICS
+    """Raises ConfigError for the first invalid field of config (and of each sweep member)."""
+    _validate_model(config)
+    _validate_loss_and_optim(config)
+    _validate_data_and_train(config)
+    _validate_eval(config)
+    _one_of(config, "sweep.vectorize", ("auto", "vmap", "map"))
+    if config.sweep.spec:
+        for assignment in parse_sweep(config.sweep.spec, config):
+            validate_config(member_config(config, assignment))
+
+
+def _validate_model(config: ml_collections.ConfigDict) -> None:
     from vae_jax.models import MODELS, NETWORKS
     from vae_jax.ops import IMPLS
-    from vae_jax.train.state import OPTIMIZERS
 
     _one_of(config, "model.name", sorted([*MODELS, "ppca", "vq_prior"]))
     _one_of(config, "model.encoder", NETWORKS)
@@ -53,6 +62,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         vq.restart_threshold == 0 or vq.ema, "model.vq.restart_threshold", vq.restart_threshold,
         "dead-code restart needs the EMA codebook (model.vq.ema=True) or restart_threshold=0",
     )  # fmt: skip
+
+
+def _validate_loss_and_optim(config: ml_collections.ConfigDict) -> None:
+    from vae_jax.train.state import OPTIMIZERS
+
     _one_of(config, "loss.likelihood", ("bernoulli", "gaussian"))
     for name in ("beta", "beta_warmup", "gamma", "c_max", "commitment_cost"):
         _check(config.loss[name] >= 0, f"loss.{name}", config.loss[name], "must be >= 0")
@@ -61,6 +75,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _one_of(config, "optim.name", sorted(OPTIMIZERS))
     lr = config.optim.learning_rate
     _check(lr > 0, "optim.learning_rate", lr, "must be > 0")
+
+
+def _validate_data_and_train(config: ml_collections.ConfigDict) -> None:
+    from vae_jax.data import BINARIZE, DATASETS
+
     _one_of(config, "data.name", DATASETS)
     _one_of(config, "data.binarize", BINARIZE)
     _one_of(config, "data.source", ("auto", "local", "tfds"))
@@ -75,6 +94,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _check(batch % devices == 0, "train.batch_size", batch, f"must be a multiple of the {devices} devices")
     for name in ("num_steps", "log_every", "checkpoint_every", "keep_checkpoints"):
         _check(config.train[name] > 0, f"train.{name}", config.train[name], "must be > 0")
+
+
+def _validate_eval(config: ml_collections.ConfigDict) -> None:
+    from vae_jax.evaluate.disentanglement import METRICS
+
+    devices = jax.device_count()
     _check(config.eval.batch_size > 0, "eval.batch_size", config.eval.batch_size, "must be > 0")
     _check(
         config.eval.batch_size % devices == 0, "eval.batch_size", config.eval.batch_size,
@@ -84,12 +109,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _check(config.eval.iwae_k >= 0, "eval.iwae_k", config.eval.iwae_k, "must be >= 0 (0 = off)")
     for metric in config.eval.disentanglement:
         _check(metric in METRICS, "eval.disentanglement", metric, f"each must be one of {sorted(METRICS)}")
-    _one_of(config, "sweep.vectorize", ("auto", "vmap", "map"))
-    if config.sweep.spec:
-        from vae_jax.train.sweep import member_config, parse_sweep
-
-        for assignment in parse_sweep(config.sweep.spec, config):
-            validate_config(member_config(config, assignment))
 
 
 def _validate_disentangling(config: ml_collections.ConfigDict) -> None:

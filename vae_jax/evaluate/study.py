@@ -1,0 +1,193 @@
+"""A study over sweeps: one table of every member of every method, its plots, and the rank
+correlation between metrics (the analysis of Locatello et al. 2019, Fig. 2/3 and 7/13).
+
+Each sweep workdir holds `config.json` (the sweep's base config) and `sweep_results.csv`
+(one row per member: `member`, the swept fields, `diverged`, the final metrics, `step`;
+see vae_jax.train.sweep). `read_study` joins any number of them into one table with a
+`method` column (named by `method_of`), the member's `hparam` (the swept field that is not
+the seed) and its `hparam_value`, and the `sweep` it came from. `write_study` writes the
+table as CSV, one box plot per metric by method and hyperparameter value, and the Spearman
+rank-correlation matrix between metrics. The command line is experiments/study.py.
+"""
+
+import csv
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from vae_jax import viz
+from vae_jax.errors import UserError
+
+ID_COLUMNS = ("method", "hparam", "hparam_value", "seed", "sweep", "member", "step", "diverged")
+# The hyperparameter of each method's grid when a sweep varies only the seed.
+METHOD_HPARAM = {"beta_vae": "loss.beta", "annealed_vae": "loss.c_max"}
+
+
+def _value(text: str):
+    """A CSV cell as int or float where it parses (empty -> nan), else the string."""
+    if text == "":
+        return math.nan
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _get(config: dict, key: str):
+    node = config
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def method_of(config: dict, swept: list[str]) -> str:
+    """The method a sweep trains, from its config's model and loss fields.
+
+    An explicit string field `loss.method` (other than 'vae'), `loss.objective` or `loss.name` wins; else a
+    non-VAE `model.name`; else 'annealed_vae' (capacity: gamma > 0 or C_max swept),
+    'beta_vae' (beta != 1 or beta swept) or 'vae'.
+    """
+    loss = config.get("loss", {})
+    for key in ("method", "objective", "name"):
+        # loss.method = 'vae' (the default) is beta-VAE or AnnealedVAE: told apart below.
+        if isinstance(loss.get(key), str) and loss[key] and loss[key] != "vae":
+            return loss[key]
+    model = _get(config, "model.name") or "vae"
+    if model != "vae":
+        return model
+    if (loss.get("gamma") or 0) > 0 or "loss.gamma" in swept or "loss.c_max" in swept:
+        return "annealed_vae"
+    if loss.get("beta", 1.0) != 1.0 or "loss.beta" in swept:
+        return "beta_vae"
+    return "vae"
+
+
+def read_sweep(workdir: str | Path, method: str | None = None) -> list[dict]:
+    """The member rows of one sweep workdir, each with method, hparam, hparam_value, seed and sweep."""
+    workdir = Path(workdir)
+    path = workdir / "sweep_results.csv"
+    if not path.is_file():
+        raise UserError(f"{workdir}: no sweep_results.csv; pass the workdir of a finished sweep")
+    config = json.loads((workdir / "config.json").read_text()) if (workdir / "config.json").is_file() else {}
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        columns = list(reader.fieldnames or [])
+        rows = [{k: _value(v) for k, v in row.items()} for row in reader]
+    if "diverged" in columns:  # the sweep writes member, the swept fields, diverged, the metrics, step
+        swept = [c for c in columns[: columns.index("diverged")] if c != "member"]
+    else:
+        swept = [c for c in columns if c == "seed" or "." in c]
+    method = method or method_of(config, swept)
+    hparam = next((c for c in swept if c != "seed" and all(_is_number(r[c]) for r in rows)), None)
+    hparam = hparam or METHOD_HPARAM.get(method)
+    out = []
+    for row in rows:
+        value = row.get(hparam, _get(config, hparam) if hparam else None)
+        seed = row.get("seed", config.get("seed", math.nan))
+        ids = {"method": method, "hparam": hparam or "", "hparam_value": value, "seed": seed}
+        out.append({**ids, "sweep": str(workdir), **row})
+    return out
+
+
+def read_study(workdirs, methods: dict | None = None) -> list[dict]:
+    """The rows of every member of every sweep in workdirs; methods maps a workdir to a method name."""
+    methods = {str(Path(k)): v for k, v in (methods or {}).items()}
+    return [row for w in workdirs for row in read_sweep(w, methods.get(str(Path(w))))]
+
+
+def metric_columns(rows: list[dict]) -> list[str]:
+    """Numeric columns that are results (not ids or swept fields) and vary across the rows."""
+    swept = {r["hparam"] for r in rows} | {c for r in rows for c in r if "." in c}
+    out = []
+    for column in dict.fromkeys(c for r in rows for c in r):
+        if column in ID_COLUMNS or column in swept:
+            continue
+        values = [r.get(column, math.nan) for r in rows]
+        if all(_is_number(v) for v in values):
+            finite = np.asarray(values, np.float64)[np.isfinite(values)]
+            if finite.size > 1 and np.ptp(finite) > 0:
+                out.append(column)
+    return out
+
+
+def rank_correlation(rows: list[dict], metrics: list[str]) -> np.ndarray:
+    """Spearman rank correlation [m, m] between metrics over the rows where both are finite.
+
+    rho = Pearson correlation of the ranks (ties get their average rank); nan where fewer
+    than 3 rows are complete or a metric is constant on them.
+    """
+    x = np.array([[r.get(m, math.nan) for m in metrics] for r in rows], np.float64)  # [N, m]
+    out = np.full((len(metrics), len(metrics)), np.nan)
+    for i in range(len(metrics)):
+        for j in range(i, len(metrics)):
+            both = np.isfinite(x[:, i]) & np.isfinite(x[:, j])
+            if both.sum() < 3:
+                continue
+            a, b = stats.rankdata(x[both, i]), stats.rankdata(x[both, j])
+            if np.ptp(a) == 0 or np.ptp(b) == 0:
+                continue
+            out[i, j] = out[j, i] = np.corrcoef(a, b)[0, 1]
+    return out
+
+
+def write_table(rows: list[dict], path: str | Path) -> None:
+    """The study table as CSV: id columns first, then every other column in first-seen order."""
+    columns = list(dict.fromkeys([*ID_COLUMNS, *(c for r in rows for c in r)]))
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, restval="")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()})
+
+
+def _groups(rows: list[dict], metric: str) -> tuple[list[str], list[list[float]]]:
+    """Labels 'method\\nhparam=value' and the finite values of metric, per (method, value), in table order."""
+    labels, cells = [], []
+    for method, hparam in dict.fromkeys((r["method"], r["hparam"]) for r in rows):
+        members = [r for r in rows if r["method"] == method and r["hparam"] == hparam]
+        values = list(dict.fromkeys(r["hparam_value"] for r in members)) if hparam else [None]
+        for v in sorted(values, key=lambda v: (not _is_number(v), v if _is_number(v) else str(v))):
+            labels.append(f"{method}\n{hparam.split('.')[-1]}={v:g}" if _is_number(v) else method)
+            cells.append([r.get(metric, math.nan) for r in members if not hparam or r["hparam_value"] == v])
+    return labels, [[float(c) for c in cell if _is_number(c) and np.isfinite(c)] for cell in cells]
+
+
+def write_study(workdirs, out: str | Path, metrics: list[str] | None = None, methods=None) -> dict:
+    """Writes out/study_results.csv, out/study_<metric>.png per metric and out/study_rank_correlation.png.
+
+    A sweep can call it on its own workdir after writing sweep_results.csv. Returns
+    {"rows", "metrics", "rank_correlation"}; metrics default to `metric_columns(rows)`.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = read_study(workdirs, methods)
+    metrics = metric_columns(rows) if metrics is None else list(metrics)
+    unknown = [m for m in metrics if not any(m in r for r in rows)]
+    if unknown:
+        raise UserError(f"metrics {unknown} are in no sweep_results.csv; valid: {metric_columns(rows)}")
+    write_table(rows, out / "study_results.csv")
+    for metric in metrics:
+        labels, values = _groups(rows, metric)
+        viz.save_grouped_boxes(out / f"study_{_file_name(metric)}.png", labels, values, metric)
+    corr = rank_correlation(rows, metrics)
+    if len(metrics) > 1:
+        viz.save_correlation_matrix(
+            out / "study_rank_correlation.png", corr, metrics, "Spearman rank correlation"
+        )
+    return {"rows": rows, "metrics": metrics, "rank_correlation": corr}
+
+
+def _file_name(metric: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", metric)

@@ -1,0 +1,79 @@
+"""Evaluation of a run's state: eval-set metrics, bounds, scores, pictures, one 'eval' record."""
+
+import jax
+import numpy as np
+
+from vae_jax.evaluate import anomaly, likelihood, pictures
+from vae_jax.evaluate import metrics as eval_metrics
+from vae_jax.evaluate.ground_truth import evaluate_ground_truth
+from vae_jax.models import VAE, VQVAE
+from vae_jax.train import sharding
+from vae_jax.train.engine import Run
+from vae_jax.train.steps import make_eval_step
+
+
+def jitted_eval_step(run: Run):
+    """The run's eval step, jitted with the batch sharded on its mesh and the state replicated."""
+    repl, data_sh = sharding.replicated(run.mesh), sharding.data_sharding(run.mesh)
+    return jax.jit(make_eval_step(run.config.loss.likelihood), in_shardings=(repl, data_sh, repl))
+
+
+def evaluate(run: Run, state, eval_step, final: bool = False) -> dict:
+    """Evaluates state on the eval set, writes pictures and an 'eval' record; returns the summary.
+
+    The importance-weighted bound (config.eval.iwae_k samples) and disentanglement metrics
+    (config.eval.disentanglement) run at the final evaluation only: they take minutes on a CPU.
+    """
+    config, dataset = run.config, run.dataset
+    step = int(jax.device_get(state.step))
+    rng = jax.random.fold_in(jax.random.key(config.seed), 2)
+    per_example = eval_metrics.evaluate_per_example(
+        eval_step, state, dataset.eval_images, config.eval.batch_size, rng,
+        to_device=lambda x: sharding.global_batch(x, run.mesh),
+    )  # fmt: skip
+    num_codes = config.model.vq.num_codes if isinstance(run.model, VQVAE) else None
+    summary = eval_metrics.summarize(per_example, num_codes)
+    kl_per_dim = per_example["kl_per_dim"].mean(0) if "kl_per_dim" in per_example else None
+    if kl_per_dim is not None:
+        summary["active_dims_kl"] = float(np.sum(kl_per_dim > 0.01))
+    log_lk = _likelihood_bound(run, state, jax.random.fold_in(rng, 3), summary) if final else None
+    if config.data.held_out_class >= 0 and dataset.eval_labels is not None:
+        summary.update(anomaly.held_out_class_auroc(
+            dataset.eval_labels, config.data.held_out_class, per_example, log_lk
+        ))  # fmt: skip
+    dim_labels = None
+    if dataset.ground_truth is not None:
+        names = list(config.eval.disentanglement) if final else []
+        scores, dim_labels = evaluate_ground_truth(run.model, state, dataset, names, config.seed)
+        summary.update(scores)
+    labels = dataset.eval_labels[:2000] if dataset.eval_labels is not None else None
+    grids = pictures.write_pictures(
+        run.model, state, dataset.eval_images[:64], run.writer.images_dir, step, config.loss.likelihood,
+        jax.random.fold_in(rng, 1), kl_per_dim=kl_per_dim, dim_labels=dim_labels, labels=labels,
+        codes_x=dataset.eval_images[:2000],
+    )  # fmt: skip
+    run.writer.write_images(step, grids)
+    run.writer.log(step, "eval", summary)
+    return summary
+
+
+def _likelihood_bound(run: Run, state, rng, summary: dict):
+    """Adds L_k of a VAE (config.eval.iwae_k samples) to summary; returns log p(x) per example or None."""
+    config = run.config
+    if not isinstance(run.model, VAE) or config.eval.iwae_k <= 0:
+        return None
+    images = run.dataset.eval_images[: config.eval.iwae_num_examples or None]
+    log_lk, means = likelihood.iwae_per_example(
+        run.model, state, images, config.loss.likelihood, config.eval.iwae_k, config.eval.batch_size, rng
+    )
+    dims = int(np.prod(images.shape[1:]))
+    summary.update(likelihood.summarize_iwae(log_lk, means, config.eval.iwae_k, dims))
+    return log_lk
+
+
+def final_evaluation(run: Run, state, eval_step) -> dict:
+    """The final evaluation, with the state's step, written to results.json; returns it."""
+    results = evaluate(run, state, eval_step, final=True)
+    results["step"] = int(jax.device_get(state.step))
+    run.writer.write_results(results)
+    return results
