@@ -10,6 +10,9 @@ after another; the paper trained 50 seeds, here `NUM_SEEDS`.
   dip_vae_ii    lambda_od in {1, 2, 5, 10, 20, 50}, lambda_d = lambda_od
   beta_tcvae    beta in {1, 2, 4, 6, 8, 10}
 
+Members: 6 grids x 6 values x NUM_SEEDS = 180 (1800 with the paper's 50 seeds), 300k steps of
+batch 64 each, in 6 programs of 30 members; `quick` trains 2 seeds (72 members).
+
 Preset words: a scale (`smoke`, `quick`) and/or method names; no method = the whole study.
 
   python -m experiments.run --config=experiments/ablations/locatello2019_study.py              # all six
