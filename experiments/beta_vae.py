@@ -9,6 +9,15 @@ Section 5 of Locatello et al. 2019). dSprites is rendered procedurally: no downl
   python -m experiments.run --config=experiments/beta_vae.py:quick      # `make run`: minutes on a CPU
   python -m experiments.run --config=experiments/beta_vae.py --config.loss.beta=8.0
   python -m experiments.run --config=experiments/beta_vae.py:sweep      # beta x seed, one program
+
+The other datasets of the study take one override, and the networks follow their
+64x64x{1,3} shape (Bernoulli likelihood as in disentanglement_lib; --config.loss.likelihood=gaussian
+for its l2 loss):
+
+  python -m experiments.run --config=experiments/beta_vae.py:quick --config.data.name=color_dsprites
+  ... --config.data.name=noisy_dsprites | textured_dsprites [--config.data.texture=scream.jpg]
+  ... --config.data.name=shapes3d --config.data.local_dir=DIR   # 3dshapes.h5 (or a prepared TFDS build)
+  ... --config.data.name=smallnorb|cars3d|mpi3d --config.data.local_dir=DIR   # vae_jax/data/factor_files.py
 """
 
 from experiments import common
@@ -39,7 +48,8 @@ def get_config(arg: str | None = None):
     if preset == "quick":
         # Sized to end within 10 minutes on the slowest 2-core CPU seen (AVX2, ~5x slower than
         # AVX-512 machines): 3k steps with Adam 5e-4 so the run gets further in its few steps, and the
-        # sample-based metrics only (the beta-VAE and FactorVAE scores encode the 737k-image grid).
+        # sample-based metrics only (the beta-VAE and FactorVAE scores encode the 737k-image grid,
+        # or 1.92M sampled images on the stochastic Color/Noisy/Textured variants).
         c.optim.learning_rate = 5e-4
         c.eval.disentanglement = ("mig", "sap", "dci")
     if preset == "smoke":

@@ -22,8 +22,11 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.data = ml_collections.ConfigDict()
     c.data.name = "fashion_mnist"
-    c.data.source = "auto"  # 'auto': local idx files if present, else the TFDS catalog
-    c.data.local_dir = config_dict.placeholder(str)  # directory with the four idx files
+    c.data.source = "auto"  # 'auto': local files if present, else the TFDS catalog | 'local' | 'tfds'
+    # The dataset's original files: the four idx files; 3dshapes.h5, smallnorb-*.mat, Cars3D's *.mat,
+    # mpi3d_*.npz (vae_jax/data/factor_files.py).
+    c.data.local_dir = config_dict.placeholder(str)
+    c.data.texture = config_dict.placeholder(str)  # textured_dsprites: an image (unset: procedural)
     c.data.data_dir = "~/tensorflow_datasets"  # where TFDS keeps prepared datasets
     c.data.binarize = "none"  # 'none' | 'threshold' | 'dynamic' (resampled at every use)
     c.data.validation_size = 0  # examples carved from the end of train for eval.split='validation'

@@ -104,7 +104,7 @@ def test_dsprites_ground_truth_interface():
     with pytest.raises(ValueError, match="out of range"):
         dsprites.render(np.array([[3, 0, 0, 0, 0]]))
     with pytest.raises(ValueError, match="no ground-truth"):
-        data_lib.get_ground_truth_data("cars3d")
+        data_lib.get_ground_truth_data("cars4d")
 
 
 def test_dsprites_tfds_builder(tfds_dir):

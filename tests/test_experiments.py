@@ -252,3 +252,19 @@ def test_vq_prior_trains_from_a_vqvae_checkpoint_and_samples(tmp_path, idx_dir, 
     assert results["prior_bits_per_dim"] > 0
     assert (tmp_path / "prior" / "images" / "samples_12.png").exists()
     assert assert_workdir_contract(tmp_path / "prior") == results
+
+
+@pytest.mark.parametrize("name", ["color_dsprites", "noisy_dsprites"])
+def test_beta_vae_switches_to_rgb_dsprites_with_one_override(name, tmp_path):
+    config = load_config("beta_vae", "smoke")
+    config.data.name = name  # the one override: --config.data.name=color_dsprites
+    # (No disentanglement metric: MIG's 10k encodings double the run. The evaluation still
+    # encodes the eval images to label the traversals by factor; tests/test_factor_datasets.py
+    # runs every metric on these sources.)
+    train_and_evaluate(config, tmp_path)
+    results = assert_config_workdir(tmp_path, "vae")
+    assert json.loads((tmp_path / "config.json").read_text())["data"]["name"] == name
+    assert np.isfinite(results["neg_elbo"]) and results["neg_elbo"] > 0
+    params = final_params(config, tmp_path)
+    first = [v for k, v in params.items() if "encoder" in k.lower() and "Conv_0" in k and "kernel" in k]
+    assert first and all(v.shape[-2] == 3 for v in first)  # the first conv reads 3 channels

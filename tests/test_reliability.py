@@ -38,6 +38,11 @@ from vae_jax.train.workdir import Workdir, read_metrics
             "must be one of ['vae', 'beta_tcvae', 'dip_vae_i', 'dip_vae_ii', 'factor_vae']",
         ),
         ("loss.factor_gamma", -1.0, "config.loss.factor_gamma=-1.0 is invalid: must be >= 0"),
+        (
+            "data.texture",
+            "/nonexistent/scream.jpg",
+            "config.data.texture='/nonexistent/scream.jpg' is invalid",
+        ),
     ],
 )
 def test_invalid_config_values_name_field_value_and_rule(field, value, expect):

@@ -42,7 +42,7 @@ class Dataset:
     eval_images: np.ndarray  # [N, ...] float32
     eval_labels: np.ndarray | None = None
     train_images: np.ndarray | None = None  # in-memory sources only (for data.on_device)
-    ground_truth: object | None = None  # sources with factors (dSprites)
+    ground_truth: object | None = None  # sources with factors (dSprites and its kin)
     eval_factors: np.ndarray | None = None
 
 
@@ -52,7 +52,7 @@ def load_dataset(config: ml_collections.ConfigDict) -> Dataset:
     batch = config.train.batch_size
     pid, nproc = jax.process_index(), jax.process_count()
     if cfg.name in GROUND_TRUTH:
-        gt = get_ground_truth_data(cfg.name)
+        gt = get_ground_truth_data(cfg.name, cfg)
         eval_rng = np.random.default_rng([config.seed, 2**31 - 1])
         factors = gt.sample_factors(config.eval.num_examples, eval_rng)
         return Dataset(

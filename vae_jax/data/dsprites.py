@@ -87,6 +87,7 @@ class DSprites:
     factor_names: Sequence[str] = FACTOR_NAMES
     factor_sizes: Sequence[int] = FACTOR_SIZES
     observation_shape: Sequence[int] = (64, 64, 1)
+    stochastic_observations = False  # each factor combination has one image
 
     @property
     def num_factors(self) -> int:

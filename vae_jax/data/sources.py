@@ -1,4 +1,4 @@
-"""Loading datasets into memory: TFDS catalog, local idx files through TFDS, procedural dSprites."""
+"""Loading datasets into memory: TFDS catalog, local idx files through TFDS; the ground-truth registry."""
 
 import dataclasses
 import logging
@@ -10,11 +10,22 @@ import tensorflow_datasets as tfds
 
 from vae_jax.data import builders
 from vae_jax.data.dsprites import DSprites
+from vae_jax.data.dsprites_variants import ColorDSprites, NoisyDSprites, TexturedDSprites
+from vae_jax.data.factor_datasets import FACTOR_DATASETS, DatasetUnavailableError
 from vae_jax.data.idx import IDX_FILES, find_idx_file
-from vae_jax.errors import ConfigError, UserError
+from vae_jax.errors import ConfigError
 
 DEFAULT_LOCAL_DIRS = {"fashion_mnist": "/usr/share/datasets/fashion-mnist"}
-GROUND_TRUTH = {"dsprites": DSprites}
+# name -> constructor from `config.data` (or None: defaults); procedural ones need no files.
+GROUND_TRUTH = {
+    "dsprites": lambda data_config=None: DSprites(),
+    "color_dsprites": lambda data_config=None: ColorDSprites(),
+    "noisy_dsprites": lambda data_config=None: NoisyDSprites(),
+    "textured_dsprites": lambda data_config=None: TexturedDSprites(
+        None if data_config is None else data_config.get("texture")
+    ),
+    **FACTOR_DATASETS,
+}
 IMAGE_DATASETS = (
     "mnist",
     "fashion_mnist",
@@ -24,10 +35,6 @@ IMAGE_DATASETS = (
     "emnist_letters",
 )
 BINARIZE = ("none", "threshold", "dynamic")
-
-
-class DatasetUnavailableError(UserError, RuntimeError):
-    """A dataset could not be found locally nor prepared by TFDS."""
 
 
 @dataclasses.dataclass
@@ -41,11 +48,17 @@ class ImageSplits:
     num_classes: int | None
 
 
-def get_ground_truth_data(name: str):
-    """The ground-truth-factor source called `name` (factor_names, sample_factors, ...)."""
+def get_ground_truth_data(name: str, data_config: ml_collections.ConfigDict | None = None):
+    """The ground-truth-factor source called `name` (factor_names, sample_factors, ...).
+
+    Args:
+      name: a key of GROUND_TRUTH.
+      data_config: `config.data`, for the sources that read files (local_dir, source, data_dir)
+        or a texture (textured_dsprites: texture); None: their defaults.
+    """
     if name not in GROUND_TRUTH:
         raise ConfigError(f"no ground-truth-factor dataset {name!r}; valid: {sorted(GROUND_TRUTH)}")
-    return GROUND_TRUTH[name]()
+    return GROUND_TRUTH[name](data_config)
 
 
 def local_dir_for(cfg: ml_collections.ConfigDict) -> Path | None:

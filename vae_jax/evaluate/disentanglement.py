@@ -189,10 +189,15 @@ def compute_metrics(
 
     When a pair-based metric is requested (and grid_cache is set) the whole factor
     grid is encoded once (GridRepresentation) and shared by all metrics; turn it off
-    for very wide codes such as raw pixels. `protocols[name]` overrides a metric's keywords.
+    for very wide codes such as raw pixels. Sources with `stochastic_observations`
+    (Color/Noisy/Textured-dSprites, SmallNORB's random instance) are never cached.
+    `protocols[name]` overrides a metric's keywords.
     """
     pairs = any(n in _PAIR_METRICS for n in names)
-    if grid_cache and pairs and not hasattr(representation_fn, "of_factors"):
+    # A table of one observation per factor combination would freeze the colours, noise or
+    # nuisance factors that these sources draw afresh at each call.
+    stochastic = getattr(data, "stochastic_observations", False)
+    if grid_cache and pairs and not stochastic and not hasattr(representation_fn, "of_factors"):
         representation_fn = GridRepresentation(data, representation_fn)
     results = {}
     for name in names:

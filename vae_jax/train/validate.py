@@ -86,7 +86,12 @@ def _validate_data_and_train(config: ml_collections.ConfigDict) -> None:
     local_dir = config.data.get("local_dir")
     _check(
         not local_dir or Path(local_dir).expanduser().is_dir(), "data.local_dir", local_dir,
-        "no such directory; point it at the directory that holds the idx files",
+        "no such directory; point it at the directory that holds the dataset's files",
+    )  # fmt: skip
+    texture = config.data.get("texture")
+    _check(
+        not texture or Path(texture).expanduser().is_file(), "data.texture", texture,
+        "no such file; point it at an image (e.g. scream.jpg) or leave it unset for the procedural texture",
     )  # fmt: skip
     batch = config.train.batch_size
     _check(batch > 0, "train.batch_size", batch, "must be > 0")
@@ -166,7 +171,8 @@ def config_differences(saved: dict, new: dict) -> list[str]:
             va = tuple(va)
         if isinstance(vb, list):
             vb = tuple(vb)
-        if va != vb:
+        unset_new_field = None in (va, vb) and "<absent>" in (va, vb)  # added since, left unset
+        if va != vb and not unset_new_field:
             diffs.append(f"{key}: {va!r} -> {vb!r}")
     return diffs
 
