@@ -68,6 +68,7 @@ def test_locatello_study_is_six_grids_of_six_times_the_seeds():
     validate_config(study)  # every member
     one = locatello2019_study.get_config("quick,factor_vae")
     assert len(parse_sweep(one.sweep.spec, one)) == 6 * 2 and one.train.num_steps == 3000
+    assert one.loss.method == "factor_vae"  # the study table's method of a one-method sweep
     with pytest.raises(ValueError, match="unknown preset 'factorvae'"):
         locatello2019_study.get_config("factorvae")
 

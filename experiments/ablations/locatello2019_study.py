@@ -60,6 +60,9 @@ def get_config(arg: str | None = None):
     c.loss.anneal_steps = 100_000.0  # AnnealedVAE's C reaches c_max at 100k steps (dlib)
     c.loss.factor_gamma, c.loss.tc_beta, c.loss.dip_lambda_od = 10.0, 1.0, 1.0
     c.sweep.spec = study_spec(methods)
+    if len(methods) == 1 and methods[0] not in ("beta_vae", "annealed_vae"):
+        # One method's sweep: its config names it, so the study table (vae_jax.evaluate.study) does.
+        c.loss.method = methods[0]
     c.name = "_".join(["locatello2019_study", *words])
     if scale == "quick":
         c.loss.anneal_steps = float(c.train.num_steps)
