@@ -52,6 +52,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.conv_impl = "auto"
     c.model.dense = 256
     c.model.rnn_hidden = 256
+    c.model.disc_hidden = (1000,) * 6  # FactorVAE's discriminator MLP (dlib's fc_discriminator)
     c.model.cell = "lstm"  # 'lstm' | 'gru'
     c.model.vq = ml_collections.ConfigDict()
     c.model.vq.num_codes = 512
@@ -90,6 +91,16 @@ def base_config() -> ml_collections.ConfigDict:
     c.loss.num_samples = 1  # K importance samples per group (structural: a separate program per K)
     c.loss.num_outer = 1  # M groups of K samples ('miwae', 'piwae'); the others use all M * K
     c.loss.ciwae_beta = 0.5  # CIWAE's mix beta * ELBO + (1 - beta) * IWAE, in [0, 1] (sweepable)
+    # The Gaussian VAE's objective: 'vae' (beta-VAE; with gamma > 0 the capacity-annealed VAE) |
+    # 'beta_tcvae' | 'dip_vae_i' | 'dip_vae_ii' | 'factor_vae' (vae_jax/objectives_disentangle.py).
+    # The other methods keep the KL at weight 1: they need beta = 1 and gamma = 0.
+    c.loss.method = "vae"
+    c.loss.tc_beta = 1.0  # beta-TCVAE's TC weight; 1.0 = the VAE
+    c.loss.tc_estimator = "minibatch"  # 'minibatch' (dlib's) | 'mws' | 'mss' (Chen et al. 2018)
+    c.loss.tc_dataset_size = 0  # N of the 'mws' / 'mss' estimators: the training set's size
+    c.loss.factor_gamma = 0.0  # FactorVAE's TC weight (not loss.gamma, the capacity weight)
+    c.loss.dip_lambda_od = 0.0  # DIP-VAE's off-diagonal covariance weight
+    c.loss.dip_lambda_d_factor = 10.0  # lambda_d = factor * lambda_od: dlib's 10 for I, 1 for II
 
     c.optim = ml_collections.ConfigDict()
     c.optim.name = "adam"
@@ -100,6 +111,12 @@ def base_config() -> ml_collections.ConfigDict:
     c.optim.schedule = "constant"
     c.optim.stage0_steps = 3000  # 'burda': one pass over 60,000 images in batches of 20
     c.optim.num_stages = 8
+    # FactorVAE's discriminator optimizer: dlib's Adam(1e-4, b1=0.5, b2=0.9, eps=1e-8).
+    c.optim.discriminator = ml_collections.ConfigDict()
+    c.optim.discriminator.name = "adam"
+    c.optim.discriminator.learning_rate = 1e-4
+    c.optim.discriminator.kwargs = {"b1": 0.5, "b2": 0.9, "eps": 1e-8}
+    c.optim.discriminator.grad_clip = 0.0
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 64

@@ -12,6 +12,8 @@ import jax
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+# factor_vae stands for the study's configs (beta_tcvae.py, dip_vae.py change only the objective,
+# which tests/test_sweep.py trains): its state carries a second network and optimizer.
 CONFIGS = (
     "ae",
     "vae",
@@ -25,6 +27,7 @@ CONFIGS = (
     "anomaly",
     "seq2seq_ae",
     "ppca",
+    "factor_vae",
 )
 
 

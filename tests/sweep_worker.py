@@ -1,9 +1,10 @@
 """Subprocess worker: a 4-member sweep in each vectorization and each member trained alone, three
 steps each.
 
-  python tests/sweep_worker.py {vae|vqvae_ema|ciwae} OUT.npz [vmap,map]
+  python tests/sweep_worker.py {vae|vqvae_ema|ciwae|disentangle} OUT.npz [vmap,map]
 Saves member i's parameters from the sweep in form `v` as `<v>/<i>/<path>` and alone as
-`alone/<i>/<path>`; the members are trained alone once for all forms.
+`alone/<i>/<path>`; the members are trained alone once for all forms. `disentangle` does this for
+each method of DISENTANGLE (FactorVAE with its discriminator), under `<method>/`.
 """
 
 import sys
@@ -24,6 +25,12 @@ SPECS = {
     "vqvae_ema": "loss.commitment_cost=0.1,0.5,1,2 | seed=0,2,4,6",
     "ciwae": "loss.ciwae_beta=0.1,0.9 * seed=0,3",  # 3 importance samples (structural)
 }
+DISENTANGLE = {
+    "factor_vae": "loss.factor_gamma=0,50 * seed=0,3",
+    "beta_tcvae": "loss.tc_beta=1,8 * seed=0,3",
+    "dip_vae_i": "loss.dip_lambda_od=1,20 * seed=0,3",
+    "dip_vae_ii": "loss.dip_lambda_od=1,20 * seed=0,3",
+}
 
 
 def flat(tree, prefix):
@@ -31,20 +38,8 @@ def flat(tree, prefix):
     return {prefix + jax.tree_util.keystr(p): np.asarray(v) for p, v in leaves}
 
 
-def main(kind: str, out: str, vectorizations: str = "vmap,map") -> None:
-    config = small_config("vae" if kind == "ciwae" else kind)
-    if kind == "ciwae":
-        config.model.encoder, config.model.hidden = "mlp", (32,)
-        config.loss.objective, config.loss.num_samples = "ciwae", 3
-        # Burda et al.'s Adam eps = 1e-4: with eps = 1e-8 Adam turns a near-zero gradient whose sign
-        # differs in the last bit between the two programs into a step of +-lr on that weight.
-        config.optim.kwargs = ml_collections.ConfigDict({"eps": 1e-4})
-    config.optim.learning_rate = 3e-3
-    if kind == "vqvae_ema":
-        # Few code vectors per batch: a nearest-code argmin is discontinuous, and with thousands of
-        # vectors a last-bit difference between the vmapped and the single program flips a near tie.
-        config.model.encoder, config.model.hidden, config.model.vq.num_latents = "mlp", (64,), 2
-    spec = SPECS[kind]
+def train_members(config, spec: str, vectorizations: str, prefix: str = "") -> dict[str, np.ndarray]:
+    """The members' parameters (and model state, discriminator) after the sweep and alone."""
     configs = [sweep_spec.member_config(config, a) for a in sweep_spec.parse_sweep(spec, config)]
     model = build_model(config, (28, 28, 1))
     mesh = sharding.make_mesh(num_sweep=sweep._sweep_axis(len(configs)))
@@ -59,8 +54,8 @@ def main(kind: str, out: str, vectorizations: str = "vmap,map") -> None:
         for batch in images:
             states, _ = step(states, sharding.global_batch(batch, mesh), rngs)
         for i in range(len(configs)):
-            member = jax.tree.map(lambda x, i=i: x[i], {"p": states.params, "m": states.model_state})
-            result.update(flat(member, f"{vectorize}/{i}/"))
+            tree = {"p": states.params, "m": states.model_state, "d": states.disc}
+            result.update(flat(jax.tree.map(lambda x, i=i: x[i], tree), f"{prefix}{vectorize}/{i}/"))
     single = jax.jit(
         make_train_step(config.loss.likelihood, config.data.binarize, spec_from_config(config.loss))
     )
@@ -68,7 +63,37 @@ def main(kind: str, out: str, vectorizations: str = "vmap,map") -> None:
         alone = create_train_state(model, c, (28, 28, 1), jax.random.fold_in(jax.random.key(c.seed), 0))
         for batch in images:
             alone, _ = single(alone, batch, jax.random.fold_in(jax.random.key(c.seed), 1))
-        result.update(flat({"p": alone.params, "m": alone.model_state}, f"alone/{i}/"))
+        result.update(
+            flat({"p": alone.params, "m": alone.model_state, "d": alone.disc}, f"{prefix}alone/{i}/")
+        )
+    return result
+
+
+def main(kind: str, out: str, vectorizations: str = "vmap,map") -> None:
+    config = small_config("vqvae_ema" if kind == "vqvae_ema" else "vae")
+    config.optim.learning_rate = 3e-3
+    if kind == "ciwae":
+        config.model.encoder, config.model.hidden = "mlp", (32,)
+        config.loss.objective, config.loss.num_samples = "ciwae", 3
+        # Burda et al.'s Adam eps = 1e-4: with eps = 1e-8 Adam turns a near-zero gradient whose sign
+        # differs in the last bit between the two programs into a step of +-lr on that weight.
+        config.optim.kwargs = ml_collections.ConfigDict({"eps": 1e-4})
+    if kind == "vqvae_ema":
+        # Few code vectors per batch: a nearest-code argmin is discontinuous, and with thousands of
+        # vectors a last-bit difference between the vmapped and the single program flips a near tie.
+        config.model.encoder, config.model.hidden, config.model.vq.num_latents = "mlp", (64,), 2
+    if kind != "disentangle":
+        np.savez(out, **train_members(config, SPECS[kind], vectorizations))
+        return
+    config.model.encoder, config.model.hidden = "mlp", (64,)  # the objectives are what is tested here
+    config.model.disc_hidden = (32, 32)
+    config.optim.discriminator.learning_rate = 3e-3
+    config.loss.tc_estimator, config.loss.tc_dataset_size = "mss", 1000  # Chen et al.'s, with N
+    result = {}
+    for method, spec in DISENTANGLE.items():
+        config.loss.method = method
+        config.loss.dip_lambda_d_factor = 10.0 if method == "dip_vae_i" else 1.0
+        result.update(train_members(config, spec, vectorizations, prefix=f"{method}/"))
     np.savez(out, **result)
 
 

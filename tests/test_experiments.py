@@ -125,6 +125,38 @@ def test_published_defaults():
     assert load_config("vq_vae").loss.commitment_cost == 0.25
 
 
+@pytest.mark.parametrize(
+    "name,preset,method,hparams",
+    [
+        ("factor_vae", None, "factor_vae", {"factor_gamma": 30.0}),
+        ("beta_tcvae", None, "beta_tcvae", {"tc_beta": 6.0, "tc_estimator": "minibatch"}),
+        ("dip_vae", None, "dip_vae_i", {"dip_lambda_od": 10.0, "dip_lambda_d_factor": 10.0}),
+        ("dip_vae", "ii", "dip_vae_ii", {"dip_lambda_od": 10.0, "dip_lambda_d_factor": 1.0}),
+    ],
+)
+def test_disentangling_configs_are_the_study_setup(name, preset, method, hparams):
+    """unsupervised_study_v1: beta_vae.py's conv VAE, 300k steps, batch 64, Adam 1e-4, KL weight 1."""
+    c, base = load_config(name, preset), load_config("beta_vae")
+    assert c.loss.method == method and {k: c.loss[k] for k in hparams} == hparams
+    assert (c.loss.beta, c.loss.gamma) == (1.0, 0.0)
+    assert c.model.to_dict() == base.model.to_dict() and c.data.to_dict() == base.data.to_dict()
+    assert (c.train.num_steps, c.train.batch_size, c.optim.name, c.optim.learning_rate) == (
+        300_000,
+        64,
+        "adam",
+        1e-4,
+    )
+    assert c.model.disc_hidden == (1000,) * 6 and c.optim.discriminator.learning_rate == 1e-4
+    assert c.optim.discriminator.kwargs.to_dict() == {"b1": 0.5, "b2": 0.9, "eps": 1e-8}
+    smoke, quick = (
+        load_config(name, ",".join(w for w in (scale, preset) if w)) for scale in ("smoke", "quick")
+    )
+    assert smoke.loss.method == quick.loss.method == method and smoke.data.name == c.data.name
+    assert smoke.train.num_steps < quick.train.num_steps < c.train.num_steps
+    with pytest.raises(ValueError, match="unknown preset 'quik'"):
+        load_config(name, "quik")
+
+
 def test_cli_overrides_default_workdir_and_eval_mode(tmp_path, idx_dir, tfds_dir):
     args = ["--config=" + str(Path("experiments/vae.py").absolute()) + ":smoke"]
     args += ["--config.loss.beta=0.5", "--config.train.num_steps=4", "--config.data.source=local"]

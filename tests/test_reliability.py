@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -32,6 +33,12 @@ from vae_jax.train.workdir import Workdir, read_metrics
         ("model.conv_impl", "cudnn", "config.model.conv_impl='cudnn' is invalid: must be one of"),
         ("loss.beta_warmup", -10.0, "config.loss.beta_warmup=-10.0 is invalid: must be >= 0"),
         (
+            "loss.method",
+            "tcvae",
+            "must be one of ['vae', 'beta_tcvae', 'dip_vae_i', 'dip_vae_ii', 'factor_vae']",
+        ),
+        ("loss.factor_gamma", -1.0, "config.loss.factor_gamma=-1.0 is invalid: must be >= 0"),
+        (
             "data.texture",
             "/nonexistent/scream.jpg",
             "config.data.texture='/nonexistent/scream.jpg' is invalid",
@@ -48,6 +55,34 @@ def test_invalid_config_values_name_field_value_and_rule(field, value, expect):
     with pytest.raises(ConfigError) as e:
         validate_config(config)
     assert expect in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "name,fields,expect",
+    [
+        ("factor_vae", {"loss.beta": 4.0}, "config.loss.beta=4.0 is invalid: loss.method='factor_vae' keeps"),
+        ("dip_vae", {"loss.gamma": 1000.0}, "config.loss.gamma=1000.0 is invalid"),
+        (
+            "beta_tcvae",
+            {"loss.tc_estimator": "mss", "loss.tc_dataset_size": 0},
+            "needs the training set's size",
+        ),
+        ("beta_tcvae", {"loss.tc_estimator": "exact"}, "config.loss.tc_estimator='exact' is invalid"),
+        ("factor_vae", {"optim.discriminator.learning_rate": 0.0}, "optim.discriminator.learning_rate=0.0"),
+        ("factor_vae", {"model.disc_hidden": (64, 0)}, "config.model.disc_hidden=(64, 0)"),
+    ],
+)
+def test_disentangling_method_fields_are_validated(name, fields, expect):
+    config = load_config(name, "smoke")
+    validate_config(config)
+    for field, value in fields.items():
+        group, leaf = field.rsplit(".", 1)
+        node = config
+        for part in group.split("."):
+            node = node[part]
+        node[leaf] = value
+    with pytest.raises(ConfigError, match=re.escape(expect)):
+        validate_config(config)
 
 
 def test_cli_reports_a_bad_value_in_one_line_and_exits_nonzero(tmp_path):

@@ -134,6 +134,11 @@ def test_method_of_config_fields():
         study.method_of({"model": {"name": "vae"}, "loss": {"objective": "dip_vae_ii"}}, []) == "dip_vae_ii"
     )
     assert study.method_of({"model": {"name": "vqvae"}, "loss": {"beta": 1.0}}, []) == "vqvae"
+    # loss.method (every config has it): 'vae' is beta-VAE or AnnealedVAE, the others name themselves.
+    vae = {"model": {"name": "vae"}, "loss": {"method": "vae", "beta": 4.0, "gamma": 0.0}}
+    assert study.method_of(vae, ["seed"]) == "beta_vae"
+    assert study.method_of({**vae, "loss": {**vae["loss"], "beta": 1.0}}, ["loss.c_max"]) == "annealed_vae"
+    assert study.method_of({**vae, "loss": {"method": "factor_vae", "beta": 1.0}}, []) == "factor_vae"
 
 
 def test_cli_names_methods_and_ends_user_errors_in_one_line(sweeps, capsys):

@@ -9,10 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from experiments.ablations import vqvae_ema_commitment
+from experiments.ablations import locatello2019_study, vqvae_ema_commitment
 from tests.helpers import ROOT, assert_workdir_contract, cli, device_count_flags, load_config
 from vae_jax.train import ConfigError, validate_config
-from vae_jax.train.sweep_spec import parse_sweep
+from vae_jax.train.sweep_spec import parse_sweep, programs
 from vae_jax.train.workdir import read_metrics
 
 
@@ -26,6 +26,71 @@ def test_spec_product_and_zip():
         {"loss.gamma": 100, "loss.c_max": 10, "seed": 0}, {"loss.gamma": 100, "loss.c_max": 10, "seed": 1},
         {"loss.gamma": 1000, "loss.c_max": 25, "seed": 0}, {"loss.gamma": 1000, "loss.c_max": 25, "seed": 1},
     ]  # fmt: skip
+
+
+def test_spec_union_runs_each_sub_spec_as_its_own_programs():
+    c = load_config("beta_vae")
+    members = parse_sweep("loss.beta=1,4 * seed=0,1 + loss.gamma=1e+3 * loss.c_max=5,25", c)
+    assert len(members) == 6 and members[3] == {"loss.beta": 4, "seed": 1}
+    assert members[4:] == [{"loss.gamma": 1000.0, "loss.c_max": 5}, {"loss.gamma": 1000.0, "loss.c_max": 25}]
+    # Both sub-specs sweep SWEEPABLE fields only, yet they are two programs, not one vmap of 6.
+    assert programs(members) == [[0, 1, 2, 3], [4, 5]]
+    assert programs(parse_sweep("loss.beta=1,4 * seed=0,1", c)) == [[0, 1, 2, 3]]
+    with pytest.raises(ConfigError, match="is not 'field=v1,v2,...'"):
+        parse_sweep("loss.beta=1,4 + ", c)
+
+
+def test_locatello_study_is_six_grids_of_six_times_the_seeds():
+    study = locatello2019_study.get_config()
+    members = parse_sweep(study.sweep.spec, study)
+    n = locatello2019_study.NUM_SEEDS
+    assert len(members) == 6 * 6 * n
+    groups = programs(members)
+    assert [len(p) for p in groups] == [6 * n] * 6
+    grids = {}
+    for program in groups:
+        first = members[program[0]]
+        swept = next(
+            k for k in first if k not in ("loss.method", "seed", "loss.gamma", "loss.dip_lambda_d_factor")
+        )
+        grids[(first["loss.method"], swept)] = sorted({members[i][swept] for i in program})
+    assert grids == {
+        ("vae", "loss.beta"): [1, 2, 4, 6, 8, 16],
+        ("vae", "loss.c_max"): [5, 10, 25, 50, 75, 100],
+        ("factor_vae", "loss.factor_gamma"): [10, 20, 30, 40, 50, 100],
+        ("dip_vae_i", "loss.dip_lambda_od"): [1, 2, 5, 10, 20, 50],
+        ("dip_vae_ii", "loss.dip_lambda_od"): [1, 2, 5, 10, 20, 50],
+        ("beta_tcvae", "loss.tc_beta"): [1, 2, 4, 6, 8, 10],
+    }
+    assert {members[i].get("loss.dip_lambda_d_factor") for i in groups[3]} == {10}
+    assert {members[i].get("loss.dip_lambda_d_factor") for i in groups[4]} == {1}
+    assert {members[i]["loss.gamma"] for i in groups[1]} == {1000}
+    validate_config(study)  # every member
+    one = locatello2019_study.get_config("quick,factor_vae")
+    assert len(parse_sweep(one.sweep.spec, one)) == 6 * 2 and one.train.num_steps == 3000
+    assert one.loss.method == "factor_vae"  # the study table's method of a one-method sweep
+    with pytest.raises(ValueError, match="unknown preset 'factorvae'"):
+        locatello2019_study.get_config("factorvae")
+
+
+def test_study_union_trains_method_by_method(tmp_path):
+    from vae_jax.train import train_and_evaluate
+
+    config = locatello2019_study.get_config("smoke,annealed_vae,factor_vae")
+    config.train.num_steps, config.eval.iwae_k, config.eval.num_examples = 2, 0, 64
+    config.model.encoder, config.model.hidden = "mlp", (32,)  # the union is under test, not the net
+    rows = train_and_evaluate(config, tmp_path)["members"]
+    assert [(r["loss.method"], r.get("loss.c_max"), r.get("loss.factor_gamma")) for r in rows] == [
+        ("vae", 5, None), ("vae", 100, None), ("factor_vae", None, 10), ("factor_vae", None, 100),
+    ]  # fmt: skip
+    assert all(r["step"] == 2 and r["neg_elbo"] > 0 for r in rows)
+    assert (tmp_path / "program_0" / "checkpoints").is_dir() and (
+        tmp_path / "program_1" / "checkpoints"
+    ).is_dir()
+    with open(tmp_path / "sweep_results.csv") as f:
+        assert [r["loss.method"] for r in csv.DictReader(f)] == ["vae", "vae", "factor_vae", "factor_vae"]
+    train = [r for r in read_metrics(tmp_path / "metrics.jsonl") if r["split"] == "train" and r["step"] == 2]
+    assert sorted(r["member"] for r in train if "disc_loss" in r) == [2, 3]  # the discriminator trained
 
 
 @pytest.mark.parametrize(
@@ -44,27 +109,17 @@ def test_malformed_specs_are_rejected_before_compiling(spec, message):
         validate_config(c)
 
 
-def _run_worker(kind, devices, out):
+def _run_worker(kind, devices, out, vectorizations="vmap,map"):
     env = dict(os.environ, XLA_FLAGS=device_count_flags(devices), JAX_PLATFORMS="cpu")
     env["PYTHONPATH"] = str(ROOT)
-    cmd = [sys.executable, str(ROOT / "tests/sweep_worker.py"), kind, str(out), "vmap,map"]
+    cmd = [sys.executable, str(ROOT / "tests/sweep_worker.py"), kind, str(out), vectorizations]
     subprocess.run(cmd, env=env, check=True)
     return dict(np.load(out))
 
 
-@pytest.mark.parametrize(
-    "kind,devices", [("vae", 1), ("vae", 8), ("vqvae_ema", 1), ("vqvae_ema", 8), ("ciwae", 1)]
-)
-def test_sweep_member_equals_the_same_config_trained_alone(kind, devices, tmp_path):
-    """Both vectorizations ('vmap': one batched program, 'map': members unrolled), one process.
-
-    'ciwae' sweeps CIWAE's beta (an array in the state) with 3 importance samples per image.
-    """
-    result = _run_worker(kind, devices, tmp_path / "out.npz")
-    axis = int(result.pop("__sweep_axis__"))
-    assert axis == (1 if devices == 1 else 4)  # members sharded over 4 devices, batch over 2
+def _assert_members_equal_alone(result, vectorizations=("vmap", "map")):
     alone = {k[len("alone/") :]: v for k, v in result.items() if k.startswith("alone/")}
-    for vectorize in ("vmap", "map"):
+    for vectorize in vectorizations:
         swept = {k[len(vectorize) + 1 :]: v for k, v in result.items() if k.startswith(vectorize + "/")}
         assert swept.keys() == alone.keys() and len({k.split("/")[0] for k in swept}) == 4
         loose = 0
@@ -78,6 +133,34 @@ def test_sweep_member_equals_the_same_config_trained_alone(kind, devices, tmp_pa
         # Members really differ (the sweep is not four copies of one run).
         paths = [k[2:] for k in swept if k.startswith("0/")]
         assert any(not np.allclose(swept["0/" + p], swept["3/" + p]) for p in paths)
+
+
+@pytest.mark.parametrize(
+    "kind,devices", [("vae", 1), ("vae", 8), ("vqvae_ema", 1), ("vqvae_ema", 8), ("ciwae", 1)]
+)
+def test_sweep_member_equals_the_same_config_trained_alone(kind, devices, tmp_path):
+    """Both vectorizations ('vmap': one batched program, 'map': members unrolled), one process.
+
+    'ciwae' sweeps CIWAE's beta (an array in the state) with 3 importance samples per image.
+    """
+    result = _run_worker(kind, devices, tmp_path / "out.npz")
+    axis = int(result.pop("__sweep_axis__"))
+    assert axis == (1 if devices == 1 else 4)  # members sharded over 4 devices, batch over 2
+    _assert_members_equal_alone(result)
+
+
+@pytest.mark.parametrize("devices", [1, 8])
+def test_disentangling_methods_as_sweep_members_equal_their_solo_runs(devices, tmp_path):
+    """FactorVAE (both networks), beta-TCVAE (MSS), DIP-VAE-I/II: 4 members each, vmapped, the
+    members sharded over 4 of 8 devices and the batch over 2; one process for all four methods."""
+    result = _run_worker("disentangle", devices, tmp_path / "out.npz", "vmap")
+    assert int(result.pop("__sweep_axis__")) == (1 if devices == 1 else 4)
+    methods = ("factor_vae", "beta_tcvae", "dip_vae_i", "dip_vae_ii")
+    assert {k.split("/")[0] for k in result} == set(methods)
+    for method in methods:
+        own = {k[len(method) + 1 :]: v for k, v in result.items() if k.startswith(method + "/")}
+        _assert_members_equal_alone(own, ("vmap",))
+    assert any("'d'" in k for k in result if k.startswith("factor_vae/vmap/0/"))  # the discriminator
 
 
 def test_sweep_preset_trains_all_members_in_one_process(tmp_path):

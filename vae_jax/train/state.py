@@ -1,7 +1,8 @@
 """Train state, optimizers and the numeric hyperparameters that enter the step as arrays."""
 
+import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -11,11 +12,32 @@ import optax
 from flax import struct
 
 from vae_jax.errors import ConfigError
+from vae_jax.models.discriminator import Discriminator
 
 OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw, "sgd": optax.sgd, "rmsprop": optax.rmsprop}
 # Loss hyperparameters that live in the state as float arrays, so a sweep can vmap over them.
-LOSS_HPARAMS = ("beta", "beta_warmup", "gamma", "c_max", "anneal_steps", "commitment_cost", "ciwae_beta")
+LOSS_HPARAMS = (
+    "beta", "beta_warmup", "gamma", "c_max", "anneal_steps", "commitment_cost",
+    "tc_beta", "factor_gamma", "dip_lambda_od", "dip_lambda_d_factor", "ciwae_beta",
+)  # fmt: skip
 SCHEDULES = ("constant", "burda")
+# config.loss.method: the objective of a Gaussian VAE (vae_jax.objectives_disentangle); 'vae' is
+# beta-VAE and, with loss.gamma > 0, the capacity-annealed VAE.
+LOSS_METHODS = ("vae", "beta_tcvae", "dip_vae_i", "dip_vae_ii", "factor_vae")
+
+
+class LossSpec(NamedTuple):
+    """The structural (static) choices of the objective; its numbers live in TrainState.hparams."""
+
+    method: str = "vae"
+    tc_estimator: str = "minibatch"  # beta-TCVAE's TC estimator: 'minibatch' (dlib) | 'mws' | 'mss'
+    dataset_size: int = 0  # N of the 'mws' / 'mss' estimators
+
+
+def loss_spec_from_config(config: ml_collections.ConfigDict) -> LossSpec:
+    loss = config.loss
+    return LossSpec(loss.get("method", "vae"), loss.get("tc_estimator", "minibatch"),
+                    int(loss.get("tc_dataset_size", 0)))  # fmt: skip
 
 
 class TrainState(struct.PyTreeNode):
@@ -25,9 +47,14 @@ class TrainState(struct.PyTreeNode):
     params: Any
     opt_state: optax.OptState
     model_state: Any  # non-parameter collections, e.g. the EMA codebook ('vq')
-    hparams: dict[str, jax.Array]  # LOSS_HPARAMS: beta, ..., commitment_cost, ciwae_beta
+    hparams: dict[str, jax.Array]  # LOSS_HPARAMS, float32 scalars
     apply_fn: Callable = struct.field(pytree_node=False)
     tx: optax.GradientTransformation = struct.field(pytree_node=False)
+    # FactorVAE's discriminator, {'params', 'opt_state'}, trained by the same step; {} otherwise.
+    disc: dict = struct.field(default_factory=dict)
+    loss_spec: LossSpec = struct.field(pytree_node=False, default=LossSpec())
+    disc_apply_fn: Callable | None = struct.field(pytree_node=False, default=None)
+    disc_tx: optax.GradientTransformation | None = struct.field(pytree_node=False, default=None)
 
 
 def burda_boundaries(stage0_steps: int, num_stages: int) -> list[int]:
@@ -104,6 +131,10 @@ def create_train_state(
     opt_state = tx.init(params)
     if learning_rate is not None:
         opt_state = set_learning_rate(opt_state, learning_rate)
+    spec = loss_spec_from_config(config)
+    disc_fields = {}
+    if spec.method == "factor_vae":
+        disc_fields = _discriminator_fields(config, jax.random.fold_in(rng, 7))
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
@@ -112,4 +143,24 @@ def create_train_state(
         hparams=hparams if hparams is not None else hparams_from_config(config),
         apply_fn=model.apply,
         tx=tx,
+        loss_spec=spec,
+        **disc_fields,
     )
+
+
+@functools.cache
+def _discriminator(hidden: tuple[int, ...]) -> Discriminator:
+    """One module per architecture, so states built apart share `disc_apply_fn` (one jit trace)."""
+    return Discriminator(hidden)
+
+
+def _discriminator_fields(config: ml_collections.ConfigDict, rng: jax.Array) -> dict:
+    """FactorVAE's discriminator (config.model.disc_hidden) and its optimizer (config.optim.discriminator)."""
+    disc = _discriminator(tuple(config.model.disc_hidden))
+    params = disc.init(rng, jnp.zeros((2, config.model.latent_dim), jnp.float32))["params"]
+    tx = make_optimizer(config.optim.discriminator)
+    return {
+        "disc": {"params": params, "opt_state": tx.init(params)},
+        "disc_apply_fn": disc.apply,
+        "disc_tx": tx,
+    }

@@ -16,7 +16,8 @@ def write_sweep_results(workdir: Path, rows: list[dict], swept: list[str]) -> No
     x_key = next((k for k in swept if k != "seed" and isinstance(rows[0].get(k), int | float)), None)
     if x_key is None:
         return
-    metrics = [k for k in keys if k not in (*swept, "member", "step", "diverged")]
+    rows = [row for row in rows if x_key in row]  # of a union ('+'), the members that swept x_key
+    metrics = [k for k in keys if k not in (*swept, "member", "step", "diverged") and k in rows[0]]
     for metric in metrics:
         xs = sorted({row[x_key] for row in rows})
         values = [

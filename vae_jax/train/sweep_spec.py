@@ -2,7 +2,8 @@
 
 `config.sweep.spec` lists the members: `field=v1,v2,...` terms joined by `*`
 (product) or `|` (zip, equal lengths), e.g. `loss.beta=1,4,16 * seed=0,1,2`
-(9 members) or `loss.gamma=100,1000 | loss.c_max=10,25` (2 members).
+(9 members) or `loss.gamma=100,1000 | loss.c_max=10,25` (2 members); sub-specs joined by `+`
+are a union, their members one after another (`loss.beta=1,4 + loss.c_max=5,25`: 4 members).
 Numeric hyperparameters (SWEEPABLE) enter the train step as arrays, so members
 that differ only in them form one program; any other difference (latent size,
 architecture, dataset) makes separate programs.
@@ -10,6 +11,7 @@ architecture, dataset) makes separate programs.
 
 import itertools
 import json
+import re
 from typing import Any
 
 import ml_collections
@@ -34,6 +36,8 @@ def _parse_value(text: str) -> Any:
 
 def parse_sweep(spec: str, config: ml_collections.ConfigDict) -> list[dict[str, Any]]:
     """The member assignments {field: value} of a sweep spec; ConfigError if malformed."""
+    if len(parts := re.split(r"(?<![eE])\+", spec)) > 1:  # a union; '1e+3' is a number
+        return [member for part in parts for member in parse_sweep(part, config)]
     factors = []
     for factor in spec.split("*"):
         columns: dict[str, list] = {}
@@ -84,9 +88,12 @@ def member_config(config: ml_collections.ConfigDict, assignment: dict) -> ml_col
 
 
 def programs(assignments: list[dict]) -> list[list[int]]:
-    """The members' indices grouped by their structural (non-SWEEPABLE) values, in first-seen order."""
+    """The members' indices grouped by their structural (non-SWEEPABLE) values, in first-seen order.
+    Members of different sub-specs of a union ('+': other swept fields) never share a program."""
     groups: dict[str, list[int]] = {}
     for i, a in enumerate(assignments):
-        structural = json.dumps({k: v for k, v in a.items() if k not in SWEEPABLE}, sort_keys=True)
+        structural = json.dumps(
+            [sorted(a), {k: v for k, v in a.items() if k not in SWEEPABLE}], sort_keys=True
+        )
         groups.setdefault(structural, []).append(i)
     return list(groups.values())

@@ -124,6 +124,7 @@ def _validate_loss_and_optim(config: ml_collections.ConfigDict) -> None:
     for name in ("beta", "beta_warmup", "gamma", "c_max", "commitment_cost"):
         _check(config.loss[name] >= 0, f"loss.{name}", config.loss[name], "must be >= 0")
     _check(config.loss.anneal_steps > 0, "loss.anneal_steps", config.loss.anneal_steps, "must be > 0")
+    _validate_disentangling(config)
     _one_of(config, "optim.name", sorted(OPTIMIZERS))
     lr = config.optim.learning_rate
     _check(lr > 0, "optim.learning_rate", lr, "must be > 0")
@@ -199,6 +200,39 @@ def _validate_vae_options(config: ml_collections.ConfigDict) -> None:
             f"must be {off} with loss.objective={loss.objective!r} and {loss.num_samples * loss.num_outer} "
             "samples (these bounds have no KL weight); use the one-sample ELBO for beta-VAEs",
         )  # fmt: skip
+
+
+def _validate_disentangling(config: ml_collections.ConfigDict) -> None:
+    """The fields of loss.method (beta-TCVAE, DIP-VAE, FactorVAE) and of FactorVAE's discriminator."""
+    from vae_jax.objectives_disentangle import TC_ESTIMATORS
+    from vae_jax.train.state import LOSS_METHODS, OPTIMIZERS
+
+    loss = config.loss
+    _one_of(config, "loss.method", LOSS_METHODS)
+    for name in ("tc_beta", "factor_gamma", "dip_lambda_od", "dip_lambda_d_factor"):
+        _check(loss[name] >= 0, f"loss.{name}", loss[name], "must be >= 0")
+    if loss.method == "vae":
+        return
+    _check(config.model.name == "vae", "loss.method", loss.method, "needs model.name='vae'")
+    for name, neutral in (("beta", 1.0), ("gamma", 0.0), ("beta_warmup", 0.0)):
+        _check(
+            loss[name] == neutral, f"loss.{name}", loss[name],
+            f"loss.method={loss.method!r} keeps the KL at weight 1: set it to {neutral} "
+            "(beta and capacity belong to loss.method='vae')",
+        )  # fmt: skip
+    _one_of(config, "loss.tc_estimator", TC_ESTIMATORS)
+    if loss.method == "beta_tcvae" and loss.tc_estimator != "minibatch":
+        _check(
+            loss.tc_dataset_size > 1, "loss.tc_dataset_size", loss.tc_dataset_size,
+            f"the {loss.tc_estimator!r} estimator needs the training set's size N (> 1)",
+        )  # fmt: skip
+        _check(config.train.batch_size > 1, "train.batch_size", config.train.batch_size, "must be > 1")
+    if loss.method == "factor_vae":
+        hidden = tuple(config.model.disc_hidden)
+        _check(all(w > 0 for w in hidden), "model.disc_hidden", hidden, "widths must be > 0")
+        _one_of(config, "optim.discriminator.name", sorted(OPTIMIZERS))
+        lr = config.optim.discriminator.learning_rate
+        _check(lr > 0, "optim.discriminator.learning_rate", lr, "must be > 0")
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
