@@ -55,14 +55,15 @@ def _get(config: dict, key: str):
 def method_of(config: dict, swept: list[str]) -> str:
     """The method a sweep trains, from its config's model and loss fields.
 
-    An explicit string field `loss.method` (other than 'vae'), `loss.objective` or `loss.name` wins; else a
-    non-VAE `model.name`; else 'annealed_vae' (capacity: gamma > 0 or C_max swept),
-    'beta_vae' (beta != 1 or beta swept) or 'vae'.
+    An explicit string field `loss.method` (other than 'vae'), `loss.objective` (other than
+    'elbo') or `loss.name` wins; else a non-VAE `model.name`; else 'annealed_vae' (capacity:
+    gamma > 0 or C_max swept), 'beta_vae' (beta != 1 or beta swept) or 'vae'.
     """
     loss = config.get("loss", {})
-    for key in ("method", "objective", "name"):
-        # loss.method = 'vae' (the default) is beta-VAE or AnnealedVAE: told apart below.
-        if isinstance(loss.get(key), str) and loss[key] and loss[key] != "vae":
+    for key, default in (("method", "vae"), ("objective", "elbo"), ("name", "")):
+        # The defaults (the one-sample ELBO of loss.method='vae') are beta-VAE or AnnealedVAE:
+        # told apart below.
+        if isinstance(loss.get(key), str) and loss[key] and loss[key] != default:
             return loss[key]
     model = _get(config, "model.name") or "vae"
     if model != "vae":

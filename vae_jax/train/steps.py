@@ -5,6 +5,7 @@ donated and the batch sharded over the device mesh. The step's rng is the run's
 key folded with the step number, so a resumed run draws the same numbers.
 """
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -132,6 +133,23 @@ def discriminator_update(state: TrainState, z: jax.Array, rng: jax.Array):
     return {"params": optax.apply_updates(params, updates), "opt_state": opt_state}, metrics, finite
 
 
+def _loss(params, *, state: TrainState, x, rng, likelihood: str, objective: ObjectiveSpec | None):
+    """The step's objective at params; aux: (metrics, new model_state, the codes z or None)."""
+    if objective is not None and not objective.is_single_sample_elbo:
+        loss, metrics = iw_objective(state, params, x, rng, objective, likelihood=likelihood)
+        return loss, (metrics, state.model_state, None)
+    out, model_state = apply_model(state, params, x, rng, train=True)
+    logits = None
+    if state.loss_spec.method == "factor_vae":
+        # The discriminator's parameters are constants here: only the VAE's get this gradient.
+        logits = state.disc_apply_fn({"params": state.disc["params"]}, out.z)
+    loss, metrics = compute_loss(
+        out, x, state.hparams, state.step, likelihood=likelihood, ema_codebook="vq" in state.model_state,
+        spec=state.loss_spec, disc_logits=logits,
+    )  # fmt: skip
+    return loss, (metrics, model_state, getattr(out, "z", None))
+
+
 def make_train_step(
     likelihood: str, binarize: str = "none", objective: ObjectiveSpec | None = None
 ) -> Callable:
@@ -157,22 +175,10 @@ def make_train_step(
         rng = jax.random.fold_in(rng, state.step)
         bin_rng, rng = jax.random.split(rng)
         x = binarize_dynamic(batch, bin_rng) if binarize == "dynamic" else batch
-        ema = "vq" in state.model_state
         factor = state.loss_spec.method == "factor_vae"
-
-        def loss_fn(params):
-            if objective is not None and not objective.is_single_sample_elbo:
-                loss, metrics = iw_objective(state, params, x, rng, objective, likelihood=likelihood)
-                return loss, (metrics, state.model_state, None)
-            out, model_state = apply_model(state, params, x, rng, train=True)
-            # The discriminator's parameters are constants here: only the VAE's get this gradient.
-            logits = state.disc_apply_fn({"params": state.disc["params"]}, out.z) if factor else None
-            loss, metrics = compute_loss(
-                out, x, state.hparams, state.step, likelihood=likelihood, ema_codebook=ema,
-                spec=state.loss_spec, disc_logits=logits,
-            )  # fmt: skip
-            return loss, (metrics, model_state, getattr(out, "z", None))
-
+        loss_fn = functools.partial(
+            _loss, state=state, x=x, rng=rng, likelihood=likelihood, objective=objective
+        )
         grads, (metrics, model_state, z) = jax.grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
         grad_norm = optax.global_norm(grads)
