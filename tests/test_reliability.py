@@ -145,7 +145,7 @@ def test_cli_reports_a_missing_local_dir_before_looking_for_data(tmp_path):
     )
     _assert_one_line(
         result, f"error: config.data.local_dir='{tmp_path}/nope' is invalid: no such directory; "
-        "point it at the directory that holds the idx files",
+        "point it at the directory that holds the dataset's files",
     )  # fmt: skip
     assert not (tmp_path / "w").exists()  # stopped before the workdir, the data and TFDS's download
 
