@@ -5,24 +5,10 @@ import pytest
 import scipy.linalg
 from sklearn.metrics import mutual_info_score
 
+from tests.test_disentanglement import ToyFactors as BinaryFactors
 from vae_jax.evaluate import codes, information
 from vae_jax.evaluate import disentanglement as dis
 from vae_jax.evaluate import disentanglement_extra as extra
-
-
-class BinaryFactors:
-    """Ground-truth data with four binary factors whose observations are the factors themselves."""
-
-    factor_names = ("a", "b", "c", "d")
-    factor_sizes = (2, 2, 2, 2)
-    observation_shape = (4,)
-    num_factors = 4
-
-    def sample_factors(self, num, rng):
-        return rng.integers(0, 2, size=(num, 4))
-
-    def sample_observations_from_factors(self, factors, rng=None):
-        return np.asarray(factors, np.float64)
 
 
 class Codes:
