@@ -31,19 +31,23 @@ def save_grid(path: str | Path, images: np.ndarray, ncols: int) -> np.ndarray:
 
 
 def save_labelled_rows(path: str | Path, rows: np.ndarray, labels: Sequence[str], title: str = "") -> None:
-    """Writes rows of images [R, C, H, W, ch] with a text label left of each row (traversals)."""
-    r, c = rows.shape[:2]
-    fig, axes = plt.subplots(r, c, figsize=(c * 0.9 + 2.2, r * 0.9 + 0.4), squeeze=False)
-    for i in range(r):
-        for j in range(c):
-            ax = axes[i, j]
-            img = np.clip(rows[i, j], 0, 1)
-            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        axes[i, 0].set_ylabel(labels[i], rotation=0, ha="right", va="center", fontsize=8)
+    """Writes rows of images [R, C, H, W, ch] with a text label left of each row (traversals).
+
+    The rows are tiled into one array and drawn as one image (one Axes per tile made this the
+    slowest part of an evaluation: ~10 s for a 10 x 10 traversal).
+    """
+    r, c, h, w = rows.shape[:4]
+    grid = image_grid(rows.reshape(r * c, *rows.shape[2:]), ncols=c)
+    fig, ax = plt.subplots(figsize=(c * 0.9 + 2.2, r * 0.9 + 0.4))
+    image = grid[..., 0] if grid.shape[-1] == 1 else grid
+    ax.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([1 + i * (h + 1) + h / 2 for i in range(r)], labels, fontsize=8)
+    ax.tick_params(axis="y", length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
     if title:
-        fig.suptitle(title, fontsize=9)
+        ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
