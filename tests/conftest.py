@@ -19,6 +19,11 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 # Benchmarks and real runs keep XLA's default level.
 if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
+# Eight host devices on two shared cores: a collective waits for all eight threads, and under a
+# loaded machine XLA's default 40 s before aborting the process is not enough (seen: "Expected 8
+# threads to join the rendezvous, but only 4 of them arrived on time"). Slow is not wrong here.
+if "--xla_cpu_collective_call_terminate_timeout_seconds" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] += " --xla_cpu_collective_call_terminate_timeout_seconds=900"
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

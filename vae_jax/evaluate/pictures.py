@@ -1,5 +1,6 @@
 """Pictures written to `images/` at each evaluation: reconstructions, samples, traversals."""
 
+import functools
 from pathlib import Path
 
 import jax
@@ -19,22 +20,37 @@ def _variables(state):
     return {"params": state.params, **state.model_state}
 
 
+# The pictures' model calls, each one compiled program per model and input shape.
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _decode(model, variables, z, likelihood):
+    return to_image(model.apply(variables, z, method=model.decode), likelihood)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _encode(model, variables, x):
+    return model.apply(variables, x, method=model.encode)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _reconstruct(model, variables, x, likelihood):
+    out = model.apply(variables, x, train=False, rngs={"sample": jax.random.key(0)})
+    return to_image(out.recon, likelihood)
+
+
 def decode(model, state, z: jax.Array, likelihood: str) -> np.ndarray:
-    out = model.apply(_variables(state), z, method=model.decode)
-    return np.asarray(to_image(out, likelihood))
+    return np.asarray(_decode(model, _variables(state), jnp.asarray(z), likelihood))
 
 
 def encode_mean(model, state, x: np.ndarray) -> np.ndarray:
     """The deterministic code: the posterior mean for a VAE, z for an AE, z_e for a VQ-VAE."""
-    out = model.apply(_variables(state), jnp.asarray(x), method=model.encode)
+    out = _encode(model, _variables(state), jnp.asarray(x))
     return np.asarray(out[0] if isinstance(model, VAE) else out)
 
 
 def reconstruct(model, state, x: np.ndarray, likelihood: str) -> np.ndarray:
     if isinstance(model, VAE):
         return decode(model, state, jnp.asarray(encode_mean(model, state, x)), likelihood)
-    out = model.apply(_variables(state), jnp.asarray(x), train=False, rngs={"sample": jax.random.key(0)})
-    return np.asarray(to_image(out.recon, likelihood))
+    return np.asarray(_reconstruct(model, _variables(state), jnp.asarray(x), likelihood))
 
 
 def traversal_rows(

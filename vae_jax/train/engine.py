@@ -18,7 +18,6 @@ import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
-from clu import periodic_actions
 
 from vae_jax import data as data_lib
 from vae_jax.errors import UserError
@@ -165,6 +164,8 @@ def train_loop(run: Run, state, step_fn: Callable, batches: Callable[[int], Iter
       batches: start_step -> iterator of the step's inputs from that step on.
       hooks: the trainer's logging and evaluation.
     """
+    from clu import periodic_actions  # imports TensorFlow: paid by a run, not by importing the engine
+
     cfg = run.config.train
     start = checkpoint.state_step(state)
     stream = batches(start)

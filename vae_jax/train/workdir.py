@@ -2,26 +2,26 @@
 
 `config.json` and `results.json` are written atomically (a temporary file renamed over
 the old one). Metrics go through clu's `metric_writers`: a `MultiWriter` of our
-`JsonlWriter` (metrics.jsonl, one `{step, split, **metrics}` object per event) and clu's
+`JsonlWriter` (metrics_jsonl.py: one `{step, split, **metrics}` object per event) and clu's
 TensorBoard `SummaryWriter`. Every line of metrics.jsonl is written with a single `write`
 of a complete line and flushed, and `read_metrics` skips a torn final line, so a crash
 never leaves a file that stops a reader. Only process 0 writes.
 """
 
 import json
-import math
-import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import ml_collections
 import numpy as np
-from clu import metric_writers
 
 from vae_jax import viz
 from vae_jax.errors import UserError
+
+if TYPE_CHECKING:
+    from vae_jax.train.metrics_jsonl import JsonlWriter
 
 
 class WorkdirError(UserError):
@@ -44,79 +44,6 @@ def atomic_write(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def _json_value(v: Any) -> Any:
-    """A scalar for JSON: ints stay ints, non-finite floats become null."""
-    if isinstance(v, bool | int | str) or v is None:
-        return v
-    v = float(np.asarray(v))
-    return v if math.isfinite(v) else None
-
-
-class JsonlWriter(metric_writers.MetricWriter):
-    """metrics.jsonl as a clu MetricWriter.
-
-    `write_scalars(step, {"split/name": v})` appends one `{step, split, **fields, name: v}`
-    record per split; `fields` are constant extra keys (a sweep member's index and values).
-    Other kinds of summaries are not written here (TensorBoard and images/ hold them).
-    """
-
-    def __init__(self, path: str | Path | None, fields: Mapping[str, Any] | None = None, _file=None):
-        self.fields = dict(fields or {})
-        self._owner = _file is None
-        self._file = _file if _file is not None else self._open(Path(path))
-
-    @staticmethod
-    def _open(path: Path):
-        torn = path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n")
-        file = open(path, "a", encoding="utf-8")  # noqa: SIM115
-        if torn:  # end a line cut by a crash so the records that follow stay whole
-            file.write("\n")
-        return file
-
-    def with_fields(self, **fields: Any) -> "JsonlWriter":
-        """A writer to the same file that adds `fields` to every record."""
-        return JsonlWriter(None, {**self.fields, **fields}, _file=self._file)
-
-    def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
-        records: dict[str, dict] = {}
-        for key, value in scalars.items():
-            split, _, name = key.partition("/")
-            records.setdefault(split, {"step": int(step), "split": split, **self.fields})[name] = value
-        for record in records.values():
-            line = json.dumps({k: _json_value(v) for k, v in record.items()}) + "\n"
-            self._file.write(line)
-        self.flush()
-
-    def write_summaries(self, step, values, metadata=None):
-        del step, values, metadata
-
-    def write_images(self, step, images):
-        del step, images
-
-    def write_videos(self, step, videos):
-        del step, videos
-
-    def write_audios(self, step, audios, *, sample_rate):
-        del step, audios, sample_rate
-
-    def write_texts(self, step, texts):
-        del step, texts
-
-    def write_histograms(self, step, arrays, num_buckets=None):
-        del step, arrays, num_buckets
-
-    def write_hparams(self, hparams):
-        del hparams
-
-    def flush(self) -> None:
-        self._file.flush()
-        os.fsync(self._file.fileno())
-
-    def close(self) -> None:
-        if self._owner:
-            self._file.close()
-
-
 class Workdir:
     """What a run writes into its workdir; on processes other than 0 every write is a no-op.
 
@@ -127,7 +54,13 @@ class Workdir:
         default: path/metrics.jsonl.
     """
 
-    def __init__(self, path: str | Path, tensorboard: bool = True, jsonl: JsonlWriter | None = None):
+    def __init__(self, path: str | Path, tensorboard: bool = True, jsonl: "JsonlWriter | None" = None):
+        # clu's writers import TensorFlow (seconds): only a run that writes pays for it, not the
+        # import of the library or a config error found before any run starts.
+        from clu import metric_writers
+
+        from vae_jax.train.metrics_jsonl import JsonlWriter
+
         self.path = check_workdir(path)
         self.enabled = jax.process_index() == 0
         self._jsonl, self._writer = jsonl, None
