@@ -53,8 +53,12 @@ def train_members(config, spec: str, vectorizations: str, prefix: str = "") -> d
         step = sweep.make_sweep_step(config, mesh)
         for batch in images:
             states, _ = step(states, sharding.global_batch(batch, mesh), rngs)
+        # To the host in one transfer, then split: indexing the sharded arrays member by member
+        # would launch small multi-device programs while steps may still be in flight, and XLA's
+        # in-process CPU collectives can deadlock on two programs' collectives interleaved across
+        # devices (seen on 2 cores: 4 of 8 devices waiting in the step's collective-permute).
+        tree = jax.device_get({"p": states.params, "m": states.model_state, "d": states.disc})
         for i in range(len(configs)):
-            tree = {"p": states.params, "m": states.model_state, "d": states.disc}
             result.update(flat(jax.tree.map(lambda x, i=i: x[i], tree), f"{prefix}{vectorize}/{i}/"))
     single = jax.jit(
         make_train_step(config.loss.likelihood, config.data.binarize, spec_from_config(config.loss))
