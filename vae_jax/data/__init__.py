@@ -45,6 +45,12 @@ class Dataset:
     ground_truth: object | None = None  # sources with factors (dSprites and its kin)
     eval_factors: np.ndarray | None = None
 
+    @property
+    def num_train_examples(self) -> int | None:
+        """The training set's size (an epoch is num_train_examples // train.batch_size steps);
+        None for sources that draw every batch afresh (ground-truth factors, sequences): no epochs."""
+        return None if self.train_images is None else len(self.train_images)
+
 
 def load_dataset(config: ml_collections.ConfigDict) -> Dataset:
     """Builds the dataset named by config.data.name with the train batch size and seed."""

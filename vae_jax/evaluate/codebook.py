@@ -1,7 +1,8 @@
 """Codebook health over a whole evaluation set: usage, perplexity (per residual level), histogram.
 
 Perplexity of a batch is bounded by the number of codes in it, so it grows with the batch
-size; the values here count every code index of the eval set at once.
+size; the values here count every code index of the eval set at once (or, for training, of
+an epoch's batches: `health_of_counts` of the summed histograms).
 """
 
 from pathlib import Path
@@ -30,15 +31,20 @@ def usage_and_perplexity(counts: np.ndarray) -> tuple[float, float]:
 
 def codebook_health(indices: np.ndarray, num_codes: int) -> dict[str, float]:
     """`codebook_usage` and `perplexity` (means over levels), and `*_level<n>` for several levels."""
-    counts = code_counts(indices, num_codes)
+    return health_of_counts(code_counts(indices, num_codes))
+
+
+def health_of_counts(counts: np.ndarray, prefix: str = "") -> dict[str, float]:
+    """`codebook_health` of a code histogram [K] or [L, K] (per level), its keys prefixed."""
+    counts = np.asarray(counts, np.float64).reshape(-1, np.shape(counts)[-1])
     per_level = [usage_and_perplexity(c) for c in counts]
     summary = {
-        "codebook_usage": float(np.mean([u for u, _ in per_level])),
-        "perplexity": float(np.mean([p for _, p in per_level])),
+        f"{prefix}codebook_usage": float(np.mean([u for u, _ in per_level])),
+        f"{prefix}perplexity": float(np.mean([p for _, p in per_level])),
     }
     if len(per_level) > 1:
         for n, (u, p) in enumerate(per_level):
-            summary[f"codebook_usage_level{n}"], summary[f"perplexity_level{n}"] = u, p
+            summary[f"{prefix}codebook_usage_level{n}"], summary[f"{prefix}perplexity_level{n}"] = u, p
     return summary
 
 

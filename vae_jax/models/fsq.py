@@ -92,7 +92,7 @@ class FSQ(nn.Module):
         indices = codes_to_indices(jax.lax.stop_gradient(codes), self.levels)
         counts = jnp.zeros((self.codebook_size,), jnp.float32).at[indices.ravel()].add(1.0)
         perplexity, usage = usage_statistics(counts)
-        return VQOutput(codes, None, indices, perplexity, usage, None)
+        return VQOutput(codes, None, indices, perplexity, usage, None, counts=counts)
 
     def lookup(self, indices: jax.Array) -> jax.Array:
         """Grid codes [..., d] of indices [...]."""

@@ -43,6 +43,7 @@ class VQOutput(NamedTuple):
     inputs: jax.Array | None = None  # [B, ..., (N,) D] what codewords approximate; None = z_e
     level_perplexity: jax.Array | None = None  # [N] per residual level (RVQ only)
     level_usage: jax.Array | None = None  # [N]
+    counts: jax.Array | None = None  # [K] assignments per code over the batch ([N, K] per RVQ level)
 
 
 class VectorQuantizer(nn.Module):
@@ -139,7 +140,8 @@ class VectorQuantizer(nn.Module):
             self._ema_update(flat_sg, onehot, counts, ema_vars)
 
         quantized = estimate(self.estimator, z, codewords)
-        return VQOutput(quantized, codewords, indices.reshape(z.shape[:-1]), perplexity, usage, z)
+        indices = indices.reshape(z.shape[:-1])
+        return VQOutput(quantized, codewords, indices, perplexity, usage, z, counts=counts)
 
     def lookup(self, indices: jax.Array) -> jax.Array:
         """Codewords [..., D] of code indices [...] (e.g. sampled from a prior)."""

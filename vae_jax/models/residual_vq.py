@@ -55,6 +55,7 @@ class ResidualVQ(nn.Module):
             codewords=codewords, indices=jnp.stack([o.indices for o in outs], axis=-1),
             perplexity=jnp.mean(level_perplexity), usage=jnp.mean(level_usage), inputs=inputs,
             level_perplexity=level_perplexity, level_usage=level_usage,
+            counts=jnp.stack([o.counts for o in outs]),
         )  # fmt: skip
 
     def _keep_mask(self, z: jax.Array, train: bool) -> jax.Array:

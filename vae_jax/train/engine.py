@@ -3,10 +3,10 @@
 A `Run` holds what a training run is made of (config, workdir writer, dataset, model,
 device mesh, checkpoint manager). `train_loop` drives any pure step
 `(state, batch) -> (state, metrics)` over a stream of batches: the progress line (clu's
-`ReportProgress`: steps/s and ETA), periodic train records, checkpoints, the evaluation
-hook, SIGINT/SIGTERM (save, then exit with 128 + signal) and the non-finite check. The
-single run, each program of a sweep and the VQ prior all train through it; none of
-them imports another.
+`ReportProgress`: steps/s and ETA), periodic train records, sums of chosen metrics over
+each epoch (`Hooks.epoch_sums`), checkpoints, the evaluation hook, SIGINT/SIGTERM (save,
+then exit with 128 + signal) and the non-finite check. The single run, each program of a
+sweep and the VQ prior all train through it; none of them imports another.
 """
 
 import dataclasses
@@ -15,6 +15,7 @@ import signal
 from collections.abc import Callable, Iterator
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
@@ -41,6 +42,13 @@ class Run:
     model: object  # flax.linen.Module
     mesh: jax.sharding.Mesh
     manager: ocp.CheckpointManager | None = None
+
+    @property
+    def steps_per_epoch(self) -> int | None:
+        """Steps of one pass over the training set (epochs drop their last partial batch, as
+        `pipeline.global_batch_indices` does); None when the source has no epochs."""
+        size = None if self.dataset is None else self.dataset.num_train_examples
+        return size // self.config.train.batch_size if size else None
 
     def close(self) -> None:
         """Waits for pending checkpoint writes and closes the manager (the writer is the caller's)."""
@@ -93,11 +101,16 @@ class Hooks:
       evaluation follows the loop).
     members: for stacked sweep states, a label per member: a non-finite member is frozen (its
       step leaves its state unchanged) and reported once, instead of stopping the run.
+    epoch_sums: names of step metrics (e.g. the VQ code histogram `code_counts`) that the loop
+      takes out of every step's metrics and sums over each epoch on the device; at an epoch's
+      last step that step is logged, its metrics with `epoch_<name>` (the sums) added. An epoch
+      the loop did not see from its first step (a run resumed mid-epoch) is not reported.
     """
 
     log: Callable[[int, dict], None]
     evaluate: Callable[[object], None] | None = None
     members: list[str] | None = None
+    epoch_sums: tuple[str, ...] = ()
     diverged: set[int] = dataclasses.field(default_factory=set)
 
 
@@ -146,6 +159,32 @@ def check_finite(state, metrics: dict, step: int, hooks: Hooks) -> None:
             logging.warning("Sweep member %s diverged at step %d; it stays frozen.", label, steps[j] + 1)
 
 
+class _EpochSums:
+    """The on-device sums of `Hooks.epoch_sums` over the current epoch (no host transfer per step)."""
+
+    def __init__(self, names: tuple[str, ...], steps_per_epoch: int | None, start: int):
+        self.names = names if steps_per_epoch else ()
+        self.steps_per_epoch = steps_per_epoch
+        self.whole = bool(steps_per_epoch) and start % steps_per_epoch == 0  # seen from its first step
+        self.sums = {}
+
+    def add(self, step: int, metrics: dict) -> tuple[dict, bool]:
+        """(metrics without the summed names, plus `epoch_<name>` at a whole epoch's last step;
+        whether this step ends a whole epoch)."""
+        if not self.names:
+            return metrics, False
+        metrics = dict(metrics)
+        batch = {name: metrics.pop(name) for name in self.names if name in metrics}
+        self.sums = jax.tree.map(jnp.add, self.sums, batch) if self.sums else batch
+        if step % self.steps_per_epoch:
+            return metrics, False
+        ends = self.whole and bool(self.sums)
+        if ends:
+            metrics.update({f"epoch_{name}": total for name, total in self.sums.items()})
+        self.sums, self.whole = {}, True  # the next epoch starts with the next step
+        return metrics, ends
+
+
 def _save_and_exit(run: Run, state, signum: int, step: int):
     logging.warning("Signal %d: saving step %d and exiting.", signum, step)
     if run.manager is not None:
@@ -162,7 +201,7 @@ def train_loop(run: Run, state, step_fn: Callable, batches: Callable[[int], Iter
       state: the (restored) state; `checkpoint.state_step(state)` is where the loop starts.
       step_fn: (state, batch) -> (state, metrics), jitted by the trainer.
       batches: start_step -> iterator of the step's inputs from that step on.
-      hooks: the trainer's logging and evaluation.
+      hooks: the trainer's logging, evaluation and per-epoch sums.
     """
     from clu import periodic_actions  # imports TensorFlow: paid by a run, not by importing the engine
 
@@ -171,12 +210,14 @@ def train_loop(run: Run, state, step_fn: Callable, batches: Callable[[int], Iter
     stream = batches(start)
     progress = periodic_actions.ReportProgress(num_train_steps=cfg.num_steps, every_steps=cfg.log_every)
     progress(start)  # its first call only starts the clock
+    epochs = _EpochSums(hooks.epoch_sums, run.steps_per_epoch, start)
     try:
         with _StopRequested() as stop:
             for step in range(start + 1, cfg.num_steps + 1):
                 state, metrics = step_fn(state, next(stream))
+                metrics, epoch_end = epochs.add(step, metrics)
                 last = step == cfg.num_steps
-                if step % cfg.log_every == 0 or last or stop.signum:
+                if step % cfg.log_every == 0 or last or stop.signum or epoch_end:
                     host = jax.device_get(metrics)
                     check_finite(state, host, step, hooks)
                     hooks.log(step, host)

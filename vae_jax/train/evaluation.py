@@ -1,4 +1,5 @@
-"""Evaluation of a run's state: eval-set metrics, bounds, scores, pictures, one 'eval' record."""
+"""Evaluation of a run's state: eval-set metrics, bounds, scores, pictures, one 'eval' record;
+and the per-epoch codebook health of training (train records and results.json)."""
 
 import jax
 import numpy as np
@@ -10,6 +11,7 @@ from vae_jax.models import VAE, VQVAE
 from vae_jax.train import sharding
 from vae_jax.train.engine import Run
 from vae_jax.train.steps import make_eval_step
+from vae_jax.train.workdir import Workdir, read_metrics
 
 
 def jitted_eval_step(run: Run):
@@ -73,9 +75,40 @@ def _likelihood_bound(run: Run, state, rng, summary: dict):
     return log_lk
 
 
+EPOCH_SUMS = ("code_counts",)  # the train step's metrics the loop sums per epoch (`engine.Hooks`)
+
+
+def train_record(metrics: dict) -> dict:
+    """A step's host metrics as its train record: an epoch's summed code histogram
+    (`epoch_code_counts`, [K] or [levels, K]) becomes `epoch_codebook_usage` and `epoch_perplexity`
+    (means over levels, and `*_level<n>` for residual VQ): the usage over the whole epoch."""
+    record = dict(metrics)
+    counts = record.pop("epoch_code_counts", None)
+    if counts is not None:
+        record.update(codebook.health_of_counts(counts, prefix="epoch_"))
+    return record
+
+
+def last_epoch_health(writer: Workdir, step: int, **match) -> dict:
+    """The `epoch_*` fields of the last train record up to step in writer's metrics.jsonl whose
+    fields include match (a sweep member's `member`); {} when there is none. Read back from the
+    file, so a resumed run still reports the epoch it completed before the interruption."""
+    path = writer.path / "metrics.jsonl" if writer is not None and writer.enabled else None
+    if path is None or not path.exists():
+        return {}
+    for record in reversed(read_metrics(path)):
+        if record["split"] != "train" or record["step"] > step or "epoch_perplexity" not in record:
+            continue
+        if all(record.get(k) == v for k, v in match.items()):
+            return {k: v for k, v in record.items() if k.startswith("epoch_")}
+    return {}
+
+
 def final_evaluation(run: Run, state, eval_step) -> dict:
-    """The final evaluation, with the state's step, written to results.json; returns it."""
+    """The final evaluation, with the state's step and the last whole epoch's codebook health,
+    written to results.json; returns it."""
     results = evaluate(run, state, eval_step, final=True)
     results["step"] = int(jax.device_get(state.step))
+    results.update(last_epoch_health(run.writer, results["step"]))
     run.writer.write_results(results)
     return results

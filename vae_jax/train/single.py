@@ -24,8 +24,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, allow_config_c
         rng = jax.random.fold_in(jax.random.key(config.seed), 1)
         eval_step = evaluation.jitted_eval_step(run)
         hooks = engine.Hooks(
-            log=lambda step, metrics: writer.log(step, "train", metrics),
+            log=lambda step, metrics: writer.log(step, "train", evaluation.train_record(metrics)),
             evaluate=lambda s: evaluation.evaluate(run, s, eval_step),
+            epoch_sums=evaluation.EPOCH_SUMS,
         )
         state = engine.train_loop(run, state, lambda s, b: feed.step(s, b, rng), feed.batches, hooks)
         return evaluation.final_evaluation(run, state, eval_step)

@@ -74,6 +74,10 @@ def compute_loss(out, x, hparams, step, *, likelihood: str, ema_codebook: bool, 
 def _vq_objective(out: VQVAEOutput, rec_ll, commitment_cost, ema_codebook: bool):
     """VQ-VAE loss of any quantizer, and its code statistics (per level for residual VQ).
 
+    `code_counts` is the batch's code histogram, int32 [K] ([levels, K] for residual VQ; FSQ's
+    implicit codebook too): the loop sums it over an epoch (`engine.Hooks.epoch_sums`), since
+    the per-batch perplexity and usage grow with the batch size.
+
     The codebook and commitment terms compare the quantizer's `inputs` (z_e, or its projection,
     normalisation or residuals) with the codewords; FSQ has neither term: its loss is the
     reconstruction NLL alone (Mentzer et al. 2023).
@@ -88,6 +92,7 @@ def _vq_objective(out: VQVAEOutput, rec_ll, commitment_cost, ema_codebook: bool)
         )
     metrics["perplexity"] = vq.perplexity
     metrics["codebook_usage"] = vq.usage
+    metrics["code_counts"] = vq.counts.astype(jnp.int32)
     if vq.level_usage is not None:
         for n in range(vq.level_usage.shape[0]):
             metrics[f"perplexity_level{n}"] = vq.level_perplexity[n]

@@ -143,7 +143,11 @@ class _Program:
             state, rngs = create_sweep_state(run.model, self.configs, run.dataset.data_shape)
             state, rngs = jax.device_put(state, member_sh), jax.device_put(rngs, member_sh)
             state = engine.resume(run, state)
-            hooks = engine.Hooks(log=lambda step, m: self._log(writers, step, m), members=self._labels())
+            hooks = engine.Hooks(
+                log=lambda step, m: self._log(writers, step, m),
+                members=self._labels(),
+                epoch_sums=evaluation.EPOCH_SUMS,
+            )
             step = make_sweep_step(run.config, run.mesh)
             batches = host_batches(run.dataset, run.mesh)
             state = engine.train_loop(run, state, lambda s, b: step(s, b, rngs), batches, hooks)
@@ -158,7 +162,7 @@ class _Program:
 
     def _log(self, writers, step: int, metrics: dict) -> None:
         for j, member in enumerate(self.members):
-            writers[member].log(step, "train", {k: v[j] for k, v in metrics.items()})
+            writers[member].log(step, "train", evaluation.train_record({k: v[j] for k, v in metrics.items()}))
 
     def _evaluate(self, run: engine.Run, state, writers, diverged: set[int]) -> list[dict]:
         """Each member's final evaluation on a data-parallel mesh; its row also in its results.json."""
@@ -172,6 +176,7 @@ class _Program:
             results = evaluation.evaluate(member_run, member_state, eval_step, final=True)
             row = {"member": member, **self.assignments[member], "diverged": int(j in diverged), **results}
             row["step"] = int(jax.device_get(member_state.step))
+            row.update(evaluation.last_epoch_health(self.writer, row["step"], member=member))
             writers[member].write_results(row)
             rows.append(row)
         return rows
