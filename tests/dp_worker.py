@@ -1,6 +1,7 @@
 """Subprocess worker: three sharded train steps of a small model; saves the final parameters.
 
-Run as `python tests/dp_worker.py {vae|vqvae_ema} OUT.npz` under any device count.
+Run as `python tests/dp_worker.py KIND[,KIND] OUT.npz` (KIND: vae, vqvae_ema) under any device
+count; the parameters of kind k are saved as `<k>/<path>`.
 """
 
 import sys
@@ -47,6 +48,7 @@ def run(kind: str) -> dict[str, np.ndarray]:
 
 
 if __name__ == "__main__":
-    result = run(sys.argv[1])
-    result["__devices__"] = np.array(jax.device_count())
+    result = {"__devices__": np.array(jax.device_count())}
+    for kind in sys.argv[1].split(","):
+        result.update({f"{kind}/{k}": v for k, v in run(kind).items()})
     np.savez(sys.argv[2], **result)

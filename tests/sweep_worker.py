@@ -1,10 +1,11 @@
 """Subprocess worker: a 4-member sweep in each vectorization and each member trained alone, three
-steps each.
+steps each, for several kinds of sweep in one process (one JAX start-up for all).
 
-  python tests/sweep_worker.py {vae|vqvae_ema|ciwae|disentangle} OUT.npz [vmap,map]
-Saves member i's parameters from the sweep in form `v` as `<v>/<i>/<path>` and alone as
-`alone/<i>/<path>`; the members are trained alone once for all forms. `disentangle` does this for
-each method of DISENTANGLE (FactorVAE with its discriminator), under `<method>/`.
+  python tests/sweep_worker.py KIND[,KIND...] OUT.npz     KIND: vae|vqvae_ema|ciwae|disentangle
+Saves member i's parameters of kind k from the sweep in form `v` (vmap, map) as `<k>/<v>/<i>/<path>`
+and alone as `<k>/alone/<i>/<path>`; the members are trained alone once for all forms.
+`disentangle` does this for each method of DISENTANGLE (FactorVAE with its discriminator), in the
+vmap form, under `disentangle/<method>/`.
 """
 
 import sys
@@ -73,7 +74,8 @@ def train_members(config, spec: str, vectorizations: str, prefix: str = "") -> d
     return result
 
 
-def main(kind: str, out: str, vectorizations: str = "vmap,map") -> None:
+def train_kind(kind: str) -> dict[str, np.ndarray]:
+    """The members' parameters of one kind of sweep, in both forms and alone."""
     config = small_config("vqvae_ema" if kind == "vqvae_ema" else "vae")
     config.optim.learning_rate = 3e-3
     if kind == "ciwae":
@@ -87,8 +89,7 @@ def main(kind: str, out: str, vectorizations: str = "vmap,map") -> None:
         # vectors a last-bit difference between the vmapped and the single program flips a near tie.
         config.model.encoder, config.model.hidden, config.model.vq.num_latents = "mlp", (64,), 2
     if kind != "disentangle":
-        np.savez(out, **train_members(config, SPECS[kind], vectorizations))
-        return
+        return train_members(config, SPECS[kind], "vmap,map")
     config.model.encoder, config.model.hidden = "mlp", (64,)  # the objectives are what is tested here
     config.model.disc_hidden = (32, 32)
     config.optim.discriminator.learning_rate = 3e-3
@@ -97,7 +98,14 @@ def main(kind: str, out: str, vectorizations: str = "vmap,map") -> None:
     for method, spec in DISENTANGLE.items():
         config.loss.method = method
         config.loss.dip_lambda_d_factor = 10.0 if method == "dip_vae_i" else 1.0
-        result.update(train_members(config, spec, vectorizations, prefix=f"{method}/"))
+        result.update(train_members(config, spec, "vmap", prefix=f"{method}/"))
+    return result
+
+
+def main(kinds: str, out: str) -> None:
+    result = {}
+    for kind in kinds.split(","):
+        result.update({f"{kind}/{k}": v for k, v in train_kind(kind).items()})
     np.savez(out, **result)
 
 

@@ -109,12 +109,17 @@ def test_malformed_specs_are_rejected_before_compiling(spec, message):
         validate_config(c)
 
 
-def _run_worker(kind, devices, out, vectorizations="vmap,map"):
+def _run_worker(kinds, devices, out):
     env = dict(os.environ, XLA_FLAGS=device_count_flags(devices), JAX_PLATFORMS="cpu")
     env["PYTHONPATH"] = str(ROOT)
-    cmd = [sys.executable, str(ROOT / "tests/sweep_worker.py"), kind, str(out), vectorizations]
+    cmd = [sys.executable, str(ROOT / "tests/sweep_worker.py"), ",".join(kinds), str(out)]
     subprocess.run(cmd, env=env, check=True)
     return dict(np.load(out))
+
+
+def _of(result: dict, prefix: str) -> dict:
+    """The entries of result under prefix/, with the prefix taken off."""
+    return {k[len(prefix) + 1 :]: v for k, v in result.items() if k.startswith(prefix + "/")}
 
 
 def _assert_members_equal_alone(result, vectorizations=("vmap", "map")):
@@ -135,37 +140,37 @@ def _assert_members_equal_alone(result, vectorizations=("vmap", "map")):
         assert any(not np.allclose(swept["0/" + p], swept["3/" + p]) for p in paths)
 
 
-@pytest.mark.parametrize(
-    "kind,devices", [("vae", 1), ("vae", 8), ("vqvae_ema", 1), ("vqvae_ema", 8), ("ciwae", 1)]
-)
-def test_sweep_member_equals_the_same_config_trained_alone(kind, devices, tmp_path):
-    """Both vectorizations ('vmap': one batched program, 'map': members unrolled), one process.
-
-    'ciwae' sweeps CIWAE's beta (an array in the state) with 3 importance samples per image.
-    """
-    result = _run_worker(kind, devices, tmp_path / "out.npz")
-    axis = int(result.pop("__sweep_axis__"))
-    assert axis == (1 if devices == 1 else 4)  # members sharded over 4 devices, batch over 2
-    _assert_members_equal_alone(result)
+# 'ciwae' sweeps CIWAE's beta (an array in the state) with 3 importance samples per image;
+# 'disentangle': FactorVAE (both networks), beta-TCVAE (MSS), DIP-VAE-I/II, vmapped.
+KINDS = {1: ("vae", "vqvae_ema", "ciwae", "disentangle"), 8: ("vae", "vqvae_ema", "disentangle")}
+METHODS = ("factor_vae", "beta_tcvae", "dip_vae_i", "dip_vae_ii")
 
 
 @pytest.mark.parametrize("devices", [1, 8])
-def test_disentangling_methods_as_sweep_members_equal_their_solo_runs(devices, tmp_path):
-    """FactorVAE (both networks), beta-TCVAE (MSS), DIP-VAE-I/II: 4 members each, vmapped, the
-    members sharded over 4 of 8 devices and the batch over 2; one process for all four methods."""
-    result = _run_worker("disentangle", devices, tmp_path / "out.npz", "vmap")
-    assert int(result.pop("__sweep_axis__")) == (1 if devices == 1 else 4)
-    methods = ("factor_vae", "beta_tcvae", "dip_vae_i", "dip_vae_ii")
-    assert {k.split("/")[0] for k in result} == set(methods)
-    for method in methods:
-        own = {k[len(method) + 1 :]: v for k, v in result.items() if k.startswith(method + "/")}
-        _assert_members_equal_alone(own, ("vmap",))
-    assert any("'d'" in k for k in result if k.startswith("factor_vae/vmap/0/"))  # the discriminator
+def test_sweep_members_equal_the_same_configs_trained_alone(devices, tmp_path):
+    """Both vectorizations ('vmap': one batched program, 'map': members unrolled) of each kind of
+    sweep, and the four disentangling methods vmapped: member i ends with the parameters of its
+    config trained alone. With 8 devices the members are sharded over 4, the batch over 2. One
+    process per device count."""
+    result = _run_worker(KINDS[devices], devices, tmp_path / "out.npz")
+    for kind in KINDS[devices]:
+        own = _of(result, kind)
+        assert int(own.pop("__sweep_axis__")) == (1 if devices == 1 else 4), kind
+        if kind != "disentangle":
+            _assert_members_equal_alone(own)
+            continue
+        assert {k.split("/")[0] for k in own} == set(METHODS)
+        for method in METHODS:
+            _assert_members_equal_alone(_of(own, method), ("vmap",))
+        assert any("'d'" in k for k in own if k.startswith("factor_vae/vmap/0/"))  # the discriminator
 
 
 def test_sweep_preset_trains_all_members_in_one_process(tmp_path):
     cli(
-        f"--config={ROOT / 'experiments/beta_vae.py'}:smoke,sweep", "--config.train.num_steps=6", cwd=tmp_path
+        f"--config={ROOT / 'experiments/beta_vae.py'}:smoke,sweep",
+        "--config.train.num_steps=6",
+        "--config.sweep.vectorize=vmap",  # one program, not four unrolled conv nets (both forms are
+        cwd=tmp_path,  # tested against solo runs above)
     )
     workdir = tmp_path / "runs" / "beta_vae_smoke_sweep"
     with open(workdir / "sweep_results.csv") as f:
