@@ -201,16 +201,20 @@ def resume_data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def uninterrupted_params(tmp_path_factory, resume_data):
+    """The run trained without interruption, in this process (the CLI is what the tests run)."""
     workdir = tmp_path_factory.mktemp("straight")
-    cli(RESUME_CONFIG, f"--workdir={workdir}", *RESUME_OVERRIDES, *resume_data)
-    return final_params(_resume_config(resume_data), workdir)
+    config = _resume_config(resume_data)
+    train_and_evaluate(config, workdir)
+    return final_params(config, workdir)
 
 
 def _resume_config(resume_data):
+    """The config the CLI builds from RESUME_CONFIG, RESUME_OVERRIDES and resume_data."""
     config = load_config("vae", "smoke")
-    config.train.batch_size = 8
-    config.data.source = "local"
-    config.data.local_dir, config.data.data_dir = (a.split("=", 1)[1] for a in resume_data)
+    for flag in (*RESUME_OVERRIDES, *resume_data):
+        field, value = flag.removeprefix("--config.").split("=", 1)
+        group, name = field.split(".")
+        config[group][name] = type(config[group][name])(value) if config[group][name] is not None else value
     return config
 
 
