@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from vae_jax.models import VectorQuantizer
 
@@ -82,3 +83,25 @@ def test_perplexity_is_exp_entropy_of_usage():
     entropy = -np.sum(p[p > 0] * np.log(p[p > 0]))
     np.testing.assert_allclose(out.perplexity, np.exp(entropy), rtol=1e-5)
     np.testing.assert_allclose(out.usage, np.mean(counts > 0), rtol=1e-6)
+
+
+@pytest.mark.parametrize("options", [{"cosine": True}, {"kmeans_iters": 2}, {"estimator": "rotation"}])
+def test_dead_code_restart_works_with_each_codebook_option(options):
+    """A code whose EMA count decays below the threshold is re-seeded from the batch's (for cosine
+    codes: normalised) encodings, whatever else the codebook does."""
+    vq = VectorQuantizer(num_codes=4, code_dim=2, ema=True, decay=0.5, restart_threshold=0.5, **options)
+    z = jax.random.normal(jax.random.key(6), (64, 2)) + 3.0  # off the origin: normalising changes it
+    variables = _init(vq, z)
+    rngs = {"vq": jax.random.key(7)}
+    if options.get("kmeans_iters"):  # the first training batch initialises the codebook by k-means
+        _, updated = vq.apply(variables, z, train=True, mutable=["vq", "vq_init"], rngs=rngs)
+        variables = {**variables, **updated}
+    stats = dict(variables["vq"])
+    far = jnp.array([-100.0, -100.0])  # code 3 is never chosen (in angle too: opposite the data)
+    stats["codebook"], stats["ema_sum"] = stats["codebook"].at[3].set(far), stats["ema_sum"].at[3].set(far)
+    stats["ema_count"] = stats["ema_count"].at[3].set(0.1)  # below the threshold after one decay
+    _, new = vq.apply({**variables, "vq": stats}, z, train=True, mutable=["vq", "vq_init"], rngs=rngs)
+    inputs = np.asarray(z / jnp.linalg.norm(z, axis=-1, keepdims=True) if options.get("cosine") else z)
+    revived = np.asarray(new["vq"]["ema_sum"][3])
+    assert np.linalg.norm(inputs - revived, axis=1).min() < 1e-4  # one of the batch's encodings
+    np.testing.assert_allclose(new["vq"]["ema_count"][3], 1.0)

@@ -207,3 +207,31 @@ def test_bad_quantizer_fields_raise_config_error(fields, message):
     c.model.vq.update(fields)
     with pytest.raises(ConfigError, match=message):
         validate_config(c)
+
+
+@pytest.mark.parametrize("kind", ["fsq", "rvq"])
+@pytest.mark.parametrize("network", ["mlp", "recurrent"])
+def test_fsq_and_rvq_train_in_mlp_and_recurrent_vq_models(network, kind, idx_dir, tfds_dir):
+    """The quantizers are parts any VQ-VAE takes: the MLP one on images, the LSTM seq2seq on sequences."""
+    from tests.helpers import load_config, use_local_idx
+    from vae_jax.train import engine, validate_config
+    from vae_jax.train.steps import make_train_step
+
+    if network == "recurrent":
+        config = load_config("seq2seq_ae", "smoke")
+        config.model.name = "vqvae"
+    else:
+        config = use_local_idx(load_config("vq_vae", "smoke"), idx_dir, tfds_dir)
+        config.model.encoder, config.model.hidden = "mlp", (32,)
+    config.model.vq.kind, config.model.vq.num_levels = kind, 2
+    if kind == "fsq":
+        config.model.vq.num_codes = 256  # the paper's level set for 2^8 codes: (8, 6, 5)
+        config.model.vq.ema, config.model.vq.restart_threshold = False, 0.0  # no codebook to update
+        config.model.vq.encoder_dim = 8  # the encoder's width, projected to the FSQ levels
+    validate_config(config)
+    dataset, model, _, state = engine.setup(config)
+    step = jax.jit(make_train_step(config.loss.likelihood, config.data.binarize))
+    for i in range(2):
+        state, metrics = step(state, jnp.asarray(dataset.eval_images[:8]), jax.random.key(i))
+    assert float(metrics["finite"]) == 1.0 and np.isfinite(float(metrics["loss"]))
+    assert metrics["code_counts"].ndim == (2 if kind == "rvq" else 1)
