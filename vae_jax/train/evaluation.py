@@ -11,7 +11,7 @@ from vae_jax.models import VAE, VQVAE
 from vae_jax.train import sharding
 from vae_jax.train.engine import Run
 from vae_jax.train.steps import make_eval_step
-from vae_jax.train.workdir import Workdir, read_metrics
+from vae_jax.train.workdir import read_metrics
 
 
 def jitted_eval_step(run: Run):
@@ -89,17 +89,23 @@ def train_record(metrics: dict) -> dict:
     return record
 
 
-def last_epoch_health(writer: Workdir, step: int, **match) -> dict:
-    """The `epoch_*` fields of the last train record up to step in writer's metrics.jsonl whose
-    fields include match (a sweep member's `member`); {} when there is none. Read back from the
+def epoch_records(run: Run) -> list[dict]:
+    """The train records with an epoch's codebook health in run's metrics.jsonl ([] for models
+    without codes, on processes that do not write, or before any record). Read back from the
     file, so a resumed run still reports the epoch it completed before the interruption."""
-    path = writer.path / "metrics.jsonl" if writer is not None and writer.enabled else None
-    if path is None or not path.exists():
-        return {}
-    for record in reversed(read_metrics(path)):
-        if record["split"] != "train" or record["step"] > step or "epoch_perplexity" not in record:
-            continue
-        if all(record.get(k) == v for k, v in match.items()):
+    writer = run.writer
+    if not isinstance(run.model, VQVAE) or writer is None or not writer.enabled:
+        return []
+    path = writer.path / "metrics.jsonl"
+    records = read_metrics(path) if path.exists() else []
+    return [r for r in records if r["split"] == "train" and "epoch_perplexity" in r]
+
+
+def last_epoch_health(records: list[dict], step: int, **match) -> dict:
+    """The `epoch_*` fields of the last of `epoch_records` up to step whose fields include match
+    (a sweep member's `member`); {} when there is none."""
+    for record in reversed(records):
+        if record["step"] <= step and all(record.get(k) == v for k, v in match.items()):
             return {k: v for k, v in record.items() if k.startswith("epoch_")}
     return {}
 
@@ -109,6 +115,6 @@ def final_evaluation(run: Run, state, eval_step) -> dict:
     written to results.json; returns it."""
     results = evaluate(run, state, eval_step, final=True)
     results["step"] = int(jax.device_get(state.step))
-    results.update(last_epoch_health(run.writer, results["step"]))
+    results.update(last_epoch_health(epoch_records(run), results["step"]))
     run.writer.write_results(results)
     return results

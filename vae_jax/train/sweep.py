@@ -169,14 +169,14 @@ class _Program:
         mesh = sharding.make_mesh()
         repl = sharding.replicated(mesh)
         eval_step = evaluation.jitted_eval_step(dataclasses.replace(run, mesh=mesh))
-        rows = []
+        rows, epochs = [], evaluation.epoch_records(run)  # metrics.jsonl read once for all members
         for j, (c, member) in enumerate(zip(self.configs, self.members, strict=True)):
             member_run = dataclasses.replace(run, config=c, writer=writers[member], mesh=mesh)
             member_state = jax.device_put(jax.tree.map(lambda x, j=j: x[j], state), repl)
             results = evaluation.evaluate(member_run, member_state, eval_step, final=True)
             row = {"member": member, **self.assignments[member], "diverged": int(j in diverged), **results}
             row["step"] = int(jax.device_get(member_state.step))
-            row.update(evaluation.last_epoch_health(self.writer, row["step"], member=member))
+            row.update(evaluation.last_epoch_health(epochs, row["step"], member=member))
             writers[member].write_results(row)
             rows.append(row)
         return rows
