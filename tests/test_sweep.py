@@ -73,6 +73,44 @@ def test_locatello_study_is_six_grids_of_six_times_the_seeds():
         locatello2019_study.get_config("factorvae")
 
 
+def test_locatello_mid_preset_is_one_mid_grid_value_per_method_beside_beta_one():
+    """`:quick,mid`: the six methods at one hyperparameter from the middle of their grids, beta = 1
+    in the beta-VAE's program, 2 seeds each, the same steps for all, every metric of the study."""
+    mid = locatello2019_study.get_config("quick,mid")
+    members = parse_sweep(mid.sweep.spec, mid)
+    groups = programs(members)
+    assert [len(p) for p in groups] == [4, 2, 2, 2, 2, 2]
+    for program, method in zip(groups, locatello2019_study.GRIDS, strict=True):
+        assert sorted(members[i]["seed"] for i in program) == (
+            [0, 0, 1, 1] if method == "beta_vae" else [0, 1]
+        )
+        assert locatello2019_study.GRIDS[method].split(" * ")[0] in locatello2019_study.MID_GRIDS[method]
+    values = {
+        (members[p[0]]["loss.method"], k): sorted({members[i][k] for i in p})
+        for p in groups
+        for k in ("loss.beta", "loss.c_max", "loss.factor_gamma", "loss.dip_lambda_od", "loss.tc_beta")
+        if k in members[p[0]]
+    }
+    assert values == {
+        ("vae", "loss.beta"): [1, 6],
+        ("vae", "loss.c_max"): [25],
+        ("factor_vae", "loss.factor_gamma"): [30],
+        ("dip_vae_i", "loss.dip_lambda_od"): [10],
+        ("dip_vae_ii", "loss.dip_lambda_od"): [10],
+        ("beta_tcvae", "loss.tc_beta"): [6],
+    }
+    assert set(mid.eval.disentanglement) == {
+        "beta_vae_score",
+        "factor_vae_score",
+        "mig",
+        "dci",
+        "sap",
+        "modularity_explicitness",
+        "unsupervised",
+    }
+    validate_config(mid)
+
+
 def test_study_union_trains_method_by_method(tmp_path):
     from vae_jax.train import train_and_evaluate
 

@@ -14,10 +14,14 @@ Members: 6 grids x 6 values x NUM_SEEDS = 180 (1800 with the paper's 50 seeds), 
 batch 64 each, in 6 programs of 30 members; `quick` trains 2 seeds (72 members).
 
 Preset words: a scale (`smoke`, `quick`) and/or method names; no method = the whole study.
+`mid` trains one hyperparameter per method from the middle of its grid (`MID`), plus beta = 1 in
+the beta-VAE's program as the reference, and evaluates every metric of the study: the CPU-scale
+comparison of the six methods (`:quick,mid`, 2 seeds, README's results table).
 
   python -m experiments.run --config=experiments/ablations/locatello2019_study.py              # all six
   python -m experiments.run --config=experiments/ablations/locatello2019_study.py:factor_vae   # one
   python -m experiments.run --config=experiments/ablations/locatello2019_study.py:quick,dip_vae_ii
+  python -m experiments.run --config=experiments/ablations/locatello2019_study.py:quick,mid
 """
 
 from experiments import beta_vae, common
@@ -31,6 +35,26 @@ GRIDS = {
     "dip_vae_ii": "loss.method=dip_vae_ii * loss.dip_lambda_d_factor=1 * loss.dip_lambda_od=1,2,5,10,20,50",
     "beta_tcvae": "loss.method=beta_tcvae * loss.tc_beta=1,2,4,6,8,10",
 }
+# One value from the middle of each grid (those of factor_vae.py, dip_vae.py and beta_tcvae.py), and
+# beta = 1 beside the beta-VAE's: the reference every method is compared with.
+MID_GRIDS = {
+    "beta_vae": "loss.method=vae * loss.beta=1,6",
+    "annealed_vae": "loss.method=vae * loss.gamma=1000 * loss.c_max=25",
+    "factor_vae": "loss.method=factor_vae * loss.factor_gamma=30",
+    "dip_vae_i": "loss.method=dip_vae_i * loss.dip_lambda_d_factor=10 * loss.dip_lambda_od=10",
+    "dip_vae_ii": "loss.method=dip_vae_ii * loss.dip_lambda_d_factor=1 * loss.dip_lambda_od=10",
+    "beta_tcvae": "loss.method=beta_tcvae * loss.tc_beta=6",
+}
+# Every metric of the study (the pair-based scores encode the dSprites grid once per member).
+ALL_METRICS = (
+    "beta_vae_score",
+    "factor_vae_score",
+    "mig",
+    "dci",
+    "sap",
+    "modularity_explicitness",
+    "unsupervised",
+)
 # Smoke: two grid points and one seed per method, two steps of each grid's program in a test.
 SMOKE_GRIDS = {
     "beta_vae": "loss.method=vae * loss.beta=1,16",
@@ -50,9 +74,11 @@ def study_spec(methods, grids=None, num_seeds: int = NUM_SEEDS) -> str:
 
 def get_config(arg: str | None = None):
     words = [w for w in (arg or "").split(",") if w]
-    unknown = [w for w in words if w not in GRIDS and w not in common.SCALES]
+    unknown = [w for w in words if w not in GRIDS and w not in common.SCALES and w != "mid"]
     if unknown:
-        raise ValueError(f"unknown preset {unknown[0]!r}; valid: {list(common.SCALES)} and {list(GRIDS)}")
+        raise ValueError(
+            f"unknown preset {unknown[0]!r}; valid: {list(common.SCALES)}, 'mid' and {list(GRIDS)}"
+        )
     methods = [w for w in words if w in GRIDS] or list(GRIDS)
     scale, _ = common.parse_preset(",".join(w for w in words if w in common.SCALES))
     c = beta_vae.get_config(scale)
@@ -67,6 +93,9 @@ def get_config(arg: str | None = None):
     if scale == "quick":
         c.loss.anneal_steps = float(c.train.num_steps)
         c.sweep.spec = study_spec(methods, num_seeds=2)
+    if "mid" in words:
+        c.sweep.spec = study_spec(methods, MID_GRIDS, num_seeds=2 if scale == "quick" else NUM_SEEDS)
+        c.eval.disentanglement = ALL_METRICS
     if scale == "smoke":
         c.loss.anneal_steps = 8.0
         c.model.disc_hidden = (64, 64)
