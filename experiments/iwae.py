@@ -12,7 +12,7 @@ importance-weighted bound L_k with k = 50 samples; Adam (0.9, 0.999, eps 1e-4), 
   ... --config.model.name=vae2 --config.model.hidden=50,50  # two stochastic layers
   ... --config.loss.objective=miwae --config.loss.num_samples=8 --config.loss.num_outer=8
   ... --config.loss.objective=piwae --config.loss.num_samples=8 --config.loss.num_outer=8
-  ... --config.loss.objective=ciwae --config.loss.ciwae_beta=0.5
+  ... --config.loss.objective=ciwae --config.loss.ciwae_beta=0.05
   ... --config.model.prior=vamp                            # VampPrior, 500 pseudo-inputs
 
 `quick` keeps the schedule's shape but shortens it: 5 stages whose first lasts 20 steps

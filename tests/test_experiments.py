@@ -92,8 +92,8 @@ def test_iwae_variants_train_and_report_lk(variant, tmp_path, idx_dir, tfds_dir)
 
 def test_cpu_hour_preset_is_the_shortened_burda_schedule():
     c = load_config("vae", "cpu_hour")
-    assert (c.optim.schedule, c.optim.num_stages, c.train.batch_size) == ("burda", 6, 20)
-    assert c.train.num_steps == 400 * 364 and c.eval.iwae_k == 5000 and c.eval.iwae_num_examples == 0
+    assert (c.optim.schedule, c.optim.num_stages, c.train.batch_size) == ("burda", 8, 20)
+    assert c.train.num_steps == 250 * 3280 and c.eval.iwae_k == 5000 and c.eval.iwae_num_examples == 0
     assert c.data.name == "mnist" and c.data.binarize == "dynamic"
 
 

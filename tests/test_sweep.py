@@ -108,6 +108,7 @@ def test_locatello_mid_preset_is_one_mid_grid_value_per_method_beside_beta_one()
         "modularity_explicitness",
         "unsupervised",
     }
+    assert mid.train.num_steps == mid.loss.anneal_steps == 1500  # the same budget for every method
     validate_config(mid)
 
 
