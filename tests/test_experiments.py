@@ -97,6 +97,22 @@ def test_cpu_hour_preset_is_the_shortened_burda_schedule():
     assert c.data.name == "mnist" and c.data.binarize == "dynamic"
 
 
+def test_likelihood_table_rows_are_valid_iwae_configs():
+    """benchmarks.likelihood_cost prices README's likelihood table: each row's overrides name real
+    fields of iwae.py (a typo would price the default row) and give a valid config."""
+    from benchmarks import likelihood_cost
+
+    configs = {name: likelihood_cost.row_config(o) for name, o in likelihood_cost.ROWS.items()}
+    assert (
+        configs["IWAE (k = 50)"].loss.objective == "iwae" and configs["IWAE (k = 50)"].loss.num_samples == 50
+    )
+    assert configs["two layers, IWAE (k = 50)"].model.name == "vae2"
+    assert configs["VampPrior (k = 1)"].model.prior == "vamp"
+    assert {c.train.num_steps for c in configs.values()} == {3000 * 3280}  # Burda et al.'s schedule
+    with pytest.raises(KeyError, match="no field loss.num_sample"):
+        likelihood_cost.row_config({"loss.num_sample": 5})
+
+
 def test_presets_change_scale_not_dataset():
     for name in CONFIGS:
         full, quick, smoke = (load_config(name, p) for p in (None, "quick", "smoke"))

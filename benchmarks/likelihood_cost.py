@@ -1,0 +1,98 @@
+"""What each row of the MNIST likelihood table costs: Burda et al.'s full schedule at the measured rate.
+
+Each row is `experiments/iwae.py` with the overrides of README's likelihood table (the paper's
+3,280 passes over 60,000 images in batches of 20: 9.84M steps). One train step of batch 20
+(dynamic binarization) is timed on this machine; the row's time is its steps at that rate. The
+rows whose time exceeds `--cpu_hours` are the ones README marks as needing an accelerator (or
+that many hours of this CPU): an estimate from a measured step, not a measured run.
+
+  python -m benchmarks.likelihood_cost [--out=FILE] [--cpu_hours=24]
+"""
+
+import argparse
+
+import jax
+import numpy as np
+
+from benchmarks.common import environment, median_time, write_results
+from experiments import iwae
+from vae_jax.models import build_model
+from vae_jax.objectives_iw import spec_from_config
+from vae_jax.train.state import create_train_state
+from vae_jax.train.steps import make_train_step
+from vae_jax.train.validate import validate_config
+
+SHAPE = (28, 28, 1)
+# README's likelihood table: row name -> overrides of iwae.py (its defaults: IWAE, k = 50, tanh,
+# one stochastic layer 784-200-200-50).
+ROWS = {
+    "VAE (k = 1)": {"loss.objective": "elbo", "loss.num_samples": 1},
+    "VAE (k = 50)": {"loss.objective": "elbo", "loss.num_samples": 50},
+    "IWAE (k = 5)": {"loss.num_samples": 5},
+    "IWAE (k = 50)": {},
+    "two layers, VAE (k = 1)": {
+        "model.name": "vae2",
+        "model.hidden": iwae.TWO_LAYER_HIDDEN,
+        "loss.objective": "elbo",
+        "loss.num_samples": 1,
+    },
+    "two layers, IWAE (k = 50)": {"model.name": "vae2", "model.hidden": iwae.TWO_LAYER_HIDDEN},
+    "MIWAE (M = 8, K = 8)": {"loss.objective": "miwae", "loss.num_samples": 8, "loss.num_outer": 8},
+    "PIWAE (M = 8, K = 8)": {"loss.objective": "piwae", "loss.num_samples": 8, "loss.num_outer": 8},
+    "CIWAE (beta = 0.05)": {"loss.objective": "ciwae", "loss.ciwae_beta": 0.05},
+    "VampPrior (k = 1)": {"model.prior": "vamp", "loss.objective": "elbo", "loss.num_samples": 1},
+}
+
+
+def row_config(overrides: dict):
+    config = iwae.get_config()
+    for key, value in overrides.items():
+        section, field = key.split(".")
+        if field not in config[section]:
+            raise KeyError(f"iwae.py's config has no field {key}")
+        config[section][field] = value
+    validate_config(config)
+    return config
+
+
+def steps_per_second(config) -> float:
+    """Median steps per second of the row's jitted train step (batch 20) on this machine."""
+    model = build_model(config, SHAPE)
+    state = create_train_state(model, config, SHAPE, jax.random.key(0))
+    step = jax.jit(
+        make_train_step(config.loss.likelihood, config.data.binarize, spec_from_config(config.loss)),
+        donate_argnums=0,
+    )
+    batch = np.random.default_rng(0).random((config.train.batch_size, *SHAPE), np.float32)
+    box = [state]
+    rng = jax.random.key(1)
+
+    def one():
+        box[0], metrics = step(box[0], batch, rng)
+        jax.block_until_ready(metrics["loss"])
+
+    return 1.0 / median_time(one, repeats=3, iters=200)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cpu_hours", type=float, default=24.0, help="longer rows need an accelerator")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    rows = {}
+    for name, overrides in ROWS.items():
+        config = row_config(overrides)
+        rate = steps_per_second(config)
+        hours = config.train.num_steps / rate / 3600
+        rows[name] = {
+            "overrides": {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()},
+            "steps": config.train.num_steps,
+            "cpu_steps_per_sec": rate,
+            "cpu_hours_at_measured_rate": hours,
+            "needs_accelerator": hours > args.cpu_hours,
+        }
+    write_results({"environment": environment(), "cpu_hours_limit": args.cpu_hours, "rows": rows}, args.out)
+
+
+if __name__ == "__main__":
+    main()
