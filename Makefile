@@ -27,8 +27,10 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# worksteal: an idle worker takes queued tests from the busy one (the suite's times vary 100-fold);
+# --durations lists the slowest tests in every log, so a slowdown is seen where it happens.
 test: lint
-	$(PY) -m pytest -n 2 -q tests
+	$(PY) -m pytest -n 2 --dist worksteal --durations=25 -q tests
 
 bench: venv
 	$(PY) -m pip install -q -e '.[bench]'
