@@ -13,6 +13,7 @@ from experiments.ablations import burgess2018_capacity, locatello2019_beta
 from vae_jax.errors import UserError
 from vae_jax.evaluate import study
 from vae_jax.train.sweep import write_sweep_results
+from vae_jax.train.sweep_spec import parse_sweep
 
 
 def _write_sweep(workdir, config, hparam, values, seeds, rng, diverged=()):
@@ -98,6 +99,32 @@ def test_study_table_plots_and_rank_correlation(sweeps):
     assert corr[1, 3] == pytest.approx(rho, abs=1e-12)
     for name in ("loss", "mig", "dci_disentanglement", "sap", "rank_correlation"):
         _non_trivial_png(root / "study" / f"study_{name}.png")
+
+
+def test_a_union_of_the_six_methods_is_one_table_by_member(tmp_path):
+    """locatello2019_study's `+` union in one workdir: each member is read under its own method and
+    that method's hyperparameter, though the CSV holds every method's fields (blank where unused)
+    and the later programs' fields come after the first member's metrics."""
+    from experiments.ablations import locatello2019_study
+
+    config = locatello2019_study.get_config("quick,mid")
+    members = parse_sweep(config.sweep.spec, config)
+    rows = [{"member": i, **m, "diverged": 0, "mig": 0.01 * i, "step": 1500} for i, m in enumerate(members)]
+    (tmp_path / "config.json").write_text(config.to_json_best_effort())
+    write_sweep_results(tmp_path, rows, sorted({k for m in members for k in m}))
+    table = study.read_sweep(tmp_path)
+    got = [(r["method"], r["hparam"], r["hparam_value"], r["seed"]) for r in table]
+    assert got == [
+        ("beta_vae", "loss.beta", 1, 0), ("beta_vae", "loss.beta", 1, 1),
+        ("beta_vae", "loss.beta", 6, 0), ("beta_vae", "loss.beta", 6, 1),
+        ("annealed_vae", "loss.c_max", 25, 0), ("annealed_vae", "loss.c_max", 25, 1),
+        ("factor_vae", "loss.factor_gamma", 30, 0), ("factor_vae", "loss.factor_gamma", 30, 1),
+        ("dip_vae_i", "loss.dip_lambda_od", 10, 0), ("dip_vae_i", "loss.dip_lambda_od", 10, 1),
+        ("dip_vae_ii", "loss.dip_lambda_od", 10, 0), ("dip_vae_ii", "loss.dip_lambda_od", 10, 1),
+        ("beta_tcvae", "loss.tc_beta", 6, 0), ("beta_tcvae", "loss.tc_beta", 6, 1),
+    ]  # fmt: skip
+    assert [r["mig"] for r in table] == [0.01 * i for i in range(14)]
+    assert study.metric_columns(table) == ["mig"]
 
 
 def test_rank_correlation_against_scipy_with_ties_and_gaps():

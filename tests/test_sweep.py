@@ -130,6 +130,12 @@ def test_study_union_trains_method_by_method(tmp_path):
         assert [r["loss.method"] for r in csv.DictReader(f)] == ["vae", "vae", "factor_vae", "factor_vae"]
     train = [r for r in read_metrics(tmp_path / "metrics.jsonl") if r["split"] == "train" and r["step"] == 2]
     assert sorted(r["member"] for r in train if "disc_loss" in r) == [2, 3]  # the discriminator trained
+    with open(tmp_path / "study" / "study_results.csv") as f:  # each member under its own method
+        study_rows = [(r["method"], r["hparam"], float(r["hparam_value"])) for r in csv.DictReader(f)]
+    assert study_rows == [
+        ("annealed_vae", "loss.c_max", 5), ("annealed_vae", "loss.c_max", 100),
+        ("factor_vae", "loss.factor_gamma", 10), ("factor_vae", "loss.factor_gamma", 100),
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -23,8 +23,16 @@ from vae_jax import viz
 from vae_jax.errors import UserError
 
 ID_COLUMNS = ("method", "hparam", "hparam_value", "seed", "sweep", "member", "step", "diverged")
-# The hyperparameter of each method's grid when a sweep varies only the seed.
-METHOD_HPARAM = {"beta_vae": "loss.beta", "annealed_vae": "loss.c_max"}
+# The hyperparameter of each method's grid: named when a sweep varies only the seed, and chosen
+# among a member's swept fields in a union of methods (DIP-VAE also sweeps lambda_d's factor).
+METHOD_HPARAM = {
+    "beta_vae": "loss.beta",
+    "annealed_vae": "loss.c_max",
+    "factor_vae": "loss.factor_gamma",
+    "dip_vae_i": "loss.dip_lambda_od",
+    "dip_vae_ii": "loss.dip_lambda_od",
+    "beta_tcvae": "loss.tc_beta",
+}
 
 
 def _value(text: str):
@@ -87,19 +95,47 @@ def read_sweep(workdir: str | Path, method: str | None = None) -> list[dict]:
         columns = list(reader.fieldnames or [])
         rows = [{k: _value(v) for k, v in row.items()} for row in reader]
     if "diverged" in columns:  # the sweep writes member, the swept fields, diverged, the metrics, step
-        swept = [c for c in columns[: columns.index("diverged")] if c != "member"]
+        end = columns.index("diverged")
+        # A union's later programs add their fields after the first member's metrics: config
+        # fields are dotted, metric names are not.
+        swept = [c for c in columns[:end] if c != "member"] + [c for c in columns[end:] if "." in c]
     else:
         swept = [c for c in columns if c == "seed" or "." in c]
-    method = method or method_of(config, swept)
-    hparam = next((c for c in swept if c != "seed" and all(_is_number(r[c]) for r in rows)), None)
-    hparam = hparam or METHOD_HPARAM.get(method)
+    present = [frozenset(c for c in swept if _present(row.get(c))) for row in rows]
+    if len(set(present)) > 1:  # a union of sweeps (`a + b`): each member names its own method
+        members = [_member_ids(config, row, sorted(p), method) for row, p in zip(rows, present, strict=True)]
+    else:
+        member_method = method or method_of(config, swept)
+        hparam = next((c for c in swept if c != "seed" and all(_is_number(r[c]) for r in rows)), None)
+        members = [(member_method, hparam or METHOD_HPARAM.get(member_method))] * len(rows)
     out = []
-    for row in rows:
+    for row, (member_method, hparam) in zip(rows, members, strict=True):
         value = row.get(hparam, _get(config, hparam) if hparam else None)
         seed = row.get("seed", config.get("seed", math.nan))
-        ids = {"method": method, "hparam": hparam or "", "hparam_value": value, "seed": seed}
+        ids = {"method": member_method, "hparam": hparam or "", "hparam_value": value, "seed": seed}
         out.append({**ids, "sweep": str(workdir), **row})
     return out
+
+
+def _present(value) -> bool:
+    """A member's cell holds a value (a union's CSV leaves the other methods' fields empty)."""
+    return value is not None and value != "" and not (isinstance(value, float) and math.isnan(value))
+
+
+def _member_ids(config: dict, row: dict, swept: list[str], method: str | None) -> tuple[str, str | None]:
+    """(method, hparam) of one member of a union: its method from the base config with the member's
+    own swept values; its hyperparameter the method's (METHOD_HPARAM) or else its first swept number."""
+    member_config = json.loads(json.dumps(config))
+    for key in swept:
+        node = member_config
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = row[key]
+    member_method = method or method_of(member_config, swept)
+    numbers = [c for c in swept if c != "seed" and _is_number(row[c])]
+    hparam = METHOD_HPARAM.get(member_method)
+    return member_method, hparam if hparam in numbers or not numbers else numbers[0]
 
 
 def read_study(workdirs, methods: dict | None = None) -> list[dict]:
