@@ -4,7 +4,8 @@
   python -m experiments.study beta_vae=runs/a annealed_vae=runs/b --out runs/study --metrics mig,sap
 
 A directory may be written METHOD=DIR to name its method (else read from its config.json).
-Writes OUT/study_results.csv, OUT/study_<metric>.png and OUT/study_rank_correlation.png.
+Writes OUT/study_results.csv, OUT/study_summary.csv (mean, min, max over seeds per method and
+value), OUT/study_<metric>.png and OUT/study_rank_correlation.png.
 Errors the user can fix end in one line and exit code 2.
 """
 

@@ -97,6 +97,16 @@ def test_study_table_plots_and_rank_correlation(sweeps):
     assert corr[1, 2] == pytest.approx(1.0)  # dci = exp(3 mig): monotone, rank correlation 1
     rho = stats.spearmanr([r["mig"] for r in finite], [r["sap"] for r in finite]).statistic
     assert corr[1, 3] == pytest.approx(rho, abs=1e-12)
+    summary = _read_csv(root / "study" / "study_summary.csv")  # per method and value, over seeds
+    assert [(r["method"], float(r["hparam_value"]), int(r["n"])) for r in summary] == [
+        ("beta_vae", 1, 3), ("beta_vae", 4, 3), ("beta_vae", 16, 3), ("annealed_vae", 5, 2),
+        ("annealed_vae", 25, 2), ("beta_vae", 6, 3),
+    ]  # fmt: skip
+    beta4 = [r["mig"] for r in written["beta"] if r["loss.beta"] == 4.0]
+    assert float(summary[1]["mig_mean"]) == pytest.approx(np.mean(beta4))
+    assert (float(summary[1]["mig_min"]), float(summary[1]["mig_max"])) == (min(beta4), max(beta4))
+    diverged_out = [r["mig"] for r in written["annealed"][2:] if not math.isnan(r["mig"])]
+    assert float(summary[4]["mig_mean"]) == pytest.approx(np.mean(diverged_out))  # nan left out
     for name in ("loss", "mig", "dci_disentanglement", "sap", "rank_correlation"):
         _non_trivial_png(root / "study" / f"study_{name}.png")
 

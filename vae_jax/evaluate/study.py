@@ -179,14 +179,29 @@ def rank_correlation(rows: list[dict], metrics: list[str]) -> np.ndarray:
     return out
 
 
-def write_table(rows: list[dict], path: str | Path) -> None:
+def write_table(rows: list[dict], path: str | Path, id_columns=ID_COLUMNS) -> None:
     """The study table as CSV: id columns first, then every other column in first-seen order."""
-    columns = list(dict.fromkeys([*ID_COLUMNS, *(c for r in rows for c in r)]))
+    columns = list(dict.fromkeys([*id_columns, *(c for r in rows for c in r)]))
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, restval="")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: "" if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()})
+
+
+def summarize(rows: list[dict], metrics: list[str]) -> list[dict]:
+    """One row per (method, hparam, hparam_value) in table order: the number of members and, per
+    metric, the mean, min and max over the members (seeds) with a finite value."""
+    out = []
+    for key in dict.fromkeys((r["method"], r["hparam"], r["hparam_value"]) for r in rows):
+        members = [r for r in rows if (r["method"], r["hparam"], r["hparam_value"]) == key]
+        summary = dict(zip(("method", "hparam", "hparam_value"), key, strict=True)) | {"n": len(members)}
+        for metric in metrics:
+            values = [float(v) for r in members if _is_number(v := r.get(metric)) and np.isfinite(v)]
+            for stat, fn in (("mean", np.mean), ("min", np.min), ("max", np.max)):
+                summary[f"{metric}_{stat}"] = float(fn(values)) if values else math.nan
+        out.append(summary)
+    return out
 
 
 def _groups(rows: list[dict], metric: str) -> tuple[list[str], list[list[float]]]:
@@ -202,7 +217,8 @@ def _groups(rows: list[dict], metric: str) -> tuple[list[str], list[list[float]]
 
 
 def write_study(workdirs, out: str | Path, metrics: list[str] | None = None, methods=None) -> dict:
-    """Writes out/study_results.csv, out/study_<metric>.png per metric and out/study_rank_correlation.png.
+    """Writes out/study_results.csv, out/study_summary.csv (mean, min and max over seeds per method and
+    hyperparameter value), out/study_<metric>.png per metric and out/study_rank_correlation.png.
 
     A sweep can call it on its own workdir after writing sweep_results.csv. Returns
     {"rows", "metrics", "rank_correlation"}; metrics default to `metric_columns(rows)`.
@@ -215,6 +231,7 @@ def write_study(workdirs, out: str | Path, metrics: list[str] | None = None, met
     if unknown:
         raise UserError(f"metrics {unknown} are in no sweep_results.csv; valid: {metric_columns(rows)}")
     write_table(rows, out / "study_results.csv")
+    write_table(summarize(rows, metrics), out / "study_summary.csv", id_columns=())
     for metric in metrics:
         labels, values = _groups(rows, metric)
         viz.save_grouped_boxes(out / f"study_{_file_name(metric)}.png", labels, values, metric)
