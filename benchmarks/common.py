@@ -83,3 +83,17 @@ def write_results(result: dict, out: str | None) -> None:
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(text)
+
+
+def train_step_rate(step, state, batch, iters: int = 10) -> float:
+    """Median steps per second of a jitted (state, batch, rng) -> (state, metrics) train step."""
+    import jax
+
+    box = [state]
+    rng = jax.random.key(1)
+
+    def one():
+        box[0], metrics = step(box[0], batch, rng)
+        jax.block_until_ready(metrics["loss"])
+
+    return 1.0 / median_time(one, repeats=3, iters=iters)

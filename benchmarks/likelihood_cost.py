@@ -14,7 +14,7 @@ import argparse
 import jax
 import numpy as np
 
-from benchmarks.common import environment, median_time, write_results
+from benchmarks.common import environment, train_step_rate, write_results
 from experiments import iwae
 from vae_jax.models import build_model
 from vae_jax.objectives_iw import spec_from_config
@@ -64,14 +64,7 @@ def steps_per_second(config) -> float:
         donate_argnums=0,
     )
     batch = np.random.default_rng(0).random((config.train.batch_size, *SHAPE), np.float32)
-    box = [state]
-    rng = jax.random.key(1)
-
-    def one():
-        box[0], metrics = step(box[0], batch, rng)
-        jax.block_until_ready(metrics["loss"])
-
-    return 1.0 / median_time(one, repeats=3, iters=200)
+    return train_step_rate(step, state, batch, iters=200)
 
 
 def main():

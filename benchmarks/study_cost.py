@@ -18,7 +18,7 @@ import argparse
 import jax
 import numpy as np
 
-from benchmarks.common import environment, median_time, write_results
+from benchmarks.common import environment, train_step_rate, write_results
 from experiments.ablations import locatello2019_study
 from vae_jax.models import build_model
 from vae_jax.objectives_iw import spec_from_config
@@ -59,15 +59,7 @@ def step_flops(method: str) -> float:
 
 def steps_per_second(method: str) -> float:
     """Median steps per second of one member's step on this machine."""
-    step, state, batch = _step_and_inputs(method_config(method, "auto"))
-    box = [state]
-    rng = jax.random.key(1)
-
-    def one():
-        box[0], metrics = step(box[0], batch, rng)
-        jax.block_until_ready(metrics["loss"])
-
-    return 1.0 / median_time(one, repeats=3, iters=10)
+    return train_step_rate(*_step_and_inputs(method_config(method, "auto")))
 
 
 def main():
