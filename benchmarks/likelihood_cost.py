@@ -11,15 +11,8 @@ that many hours of this CPU): an estimate from a measured step, not a measured r
 
 import argparse
 
-import jax
-import numpy as np
-
-from benchmarks.common import environment, train_step_rate, write_results
+from benchmarks.common import environment, train_step_and_inputs, train_step_rate, write_results
 from experiments import iwae
-from vae_jax.models import build_model
-from vae_jax.objectives_iw import spec_from_config
-from vae_jax.train.state import create_train_state
-from vae_jax.train.steps import make_train_step
 from vae_jax.train.validate import validate_config
 
 SHAPE = (28, 28, 1)
@@ -57,14 +50,7 @@ def row_config(overrides: dict):
 
 def steps_per_second(config) -> float:
     """Median steps per second of the row's jitted train step (batch 20) on this machine."""
-    model = build_model(config, SHAPE)
-    state = create_train_state(model, config, SHAPE, jax.random.key(0))
-    step = jax.jit(
-        make_train_step(config.loss.likelihood, config.data.binarize, spec_from_config(config.loss)),
-        donate_argnums=0,
-    )
-    batch = np.random.default_rng(0).random((config.train.batch_size, *SHAPE), np.float32)
-    return train_step_rate(step, state, batch, iters=200)
+    return train_step_rate(*train_step_and_inputs(config, SHAPE), iters=200)
 
 
 def main():

@@ -16,14 +16,9 @@ on an accelerator.
 import argparse
 
 import jax
-import numpy as np
 
-from benchmarks.common import environment, train_step_rate, write_results
+from benchmarks.common import environment, train_step_and_inputs, train_step_rate, write_results
 from experiments.ablations import locatello2019_study
-from vae_jax.models import build_model
-from vae_jax.objectives_iw import spec_from_config
-from vae_jax.train.state import create_train_state
-from vae_jax.train.steps import make_train_step
 from vae_jax.train.sweep_spec import member_config, parse_sweep
 
 SHAPE = (64, 64, 1)
@@ -39,14 +34,7 @@ def method_config(method: str, conv_impl: str):
 
 
 def _step_and_inputs(config):
-    model = build_model(config, SHAPE)
-    state = create_train_state(model, config, SHAPE, jax.random.key(0))
-    step = jax.jit(
-        make_train_step(config.loss.likelihood, config.data.binarize, spec_from_config(config.loss)),
-        donate_argnums=0,
-    )
-    batch = np.random.default_rng(0).random((config.train.batch_size, *SHAPE), np.float32)
-    return step, state, batch
+    return train_step_and_inputs(config, SHAPE)
 
 
 def step_flops(method: str) -> float:
