@@ -6,10 +6,12 @@ NATIVE := vae_jax/ops/native/libvae_onednn.so
 
 .PHONY: venv run test lint bench
 
+# --no-compile: pip would byte-compile every module of every package (TensorFlow's and PyTorch's
+# tens of thousands); Python compiles the ones a process imports, once, on first import.
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,native]'
+	$(PY) -m pip install -q --no-compile -e '.[dev,native]'
 	touch $(STAMP)
 
 # The oneDNN convolution kernels (needs g++; oneDNN comes from the pinned wheel); without them

@@ -16,7 +16,7 @@ import numpy as np
 from benchmarks.common import environment, median_time, write_results
 from experiments import beta_vae
 from vae_jax.models import build_model
-from vae_jax.train import sharding, sweep, sweep_spec
+from vae_jax.train import sharding, sweep_spec, sweep_step
 
 
 def measure(n: int, repeats: int, iters: int, vectorize: str) -> dict:
@@ -25,12 +25,12 @@ def measure(n: int, repeats: int, iters: int, vectorize: str) -> dict:
     config.sweep.spec = "loss.beta=" + ",".join(str(1.0 + i) for i in range(n))
     configs = [sweep_spec.member_config(config, a) for a in sweep_spec.parse_sweep(config.sweep.spec, config)]
     model = build_model(config, (64, 64, 1))
-    mesh = sharding.make_mesh(num_sweep=sweep._sweep_axis(n))
+    mesh = sharding.make_mesh(num_sweep=sweep_step.sweep_axis(n))
     members = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("sweep"))
-    states, rngs = sweep.create_sweep_state(model, configs, (64, 64, 1))
+    states, rngs = sweep_step.create_sweep_state(model, configs, (64, 64, 1))
     box = [jax.device_put(states, members)]
     rngs = jax.device_put(rngs, members)
-    step = sweep.make_sweep_step(config, mesh)
+    step = sweep_step.make_sweep_step(config, mesh)
     batch = sharding.global_batch(
         (np.random.default_rng(0).random((64, 64, 64, 1)) > 0.9).astype(np.float32), mesh
     )
@@ -40,7 +40,7 @@ def measure(n: int, repeats: int, iters: int, vectorize: str) -> dict:
         jax.block_until_ready(metrics["loss"])
 
     seconds = median_time(one, repeats=repeats, iters=iters, warmup=2)
-    mode = sweep.vectorization(config)
+    mode = sweep_step.vectorization(config)
     return {"members": n, "vectorize": mode, "step_seconds": seconds, "images_per_sec": n * 64 / seconds}
 
 

@@ -16,8 +16,8 @@ from experiments import beta_vae, vq_vae
 from vae_jax.models import build_model
 from vae_jax.train.state import create_train_state
 from vae_jax.train.steps import make_train_step
-from vae_jax.train.sweep import create_sweep_state
 from vae_jax.train.sweep_spec import member_config
+from vae_jax.train.sweep_step import create_sweep_state
 
 
 def _max_rel_diff(a, b) -> float:

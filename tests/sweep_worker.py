@@ -17,7 +17,7 @@ import numpy as np
 from tests.dp_worker import small_config
 from vae_jax.models import build_model
 from vae_jax.objectives_iw import spec_from_config
-from vae_jax.train import sharding, sweep, sweep_spec
+from vae_jax.train import sharding, sweep_spec, sweep_step
 from vae_jax.train.state import create_train_state
 from vae_jax.train.steps import make_train_step
 
@@ -43,15 +43,15 @@ def train_members(config, spec: str, vectorizations: str, prefix: str = "") -> d
     """The members' parameters (and model state, discriminator) after the sweep and alone."""
     configs = [sweep_spec.member_config(config, a) for a in sweep_spec.parse_sweep(spec, config)]
     model = build_model(config, (28, 28, 1))
-    mesh = sharding.make_mesh(num_sweep=sweep._sweep_axis(len(configs)))
+    mesh = sharding.make_mesh(num_sweep=sweep_step.sweep_axis(len(configs)))
     images = np.random.default_rng(0).random((3, 32, 28, 28, 1)).astype(np.float32)
     members = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("sweep"))
     result = {"__sweep_axis__": np.array(mesh.shape["sweep"])}
     for vectorize in vectorizations.split(","):
         config.sweep.vectorize = vectorize
-        states, rngs = sweep.create_sweep_state(model, configs, (28, 28, 1))
+        states, rngs = sweep_step.create_sweep_state(model, configs, (28, 28, 1))
         states, rngs = jax.device_put(states, members), jax.device_put(rngs, members)
-        step = sweep.make_sweep_step(config, mesh)
+        step = sweep_step.make_sweep_step(config, mesh)
         for batch in images:
             states, _ = step(states, sharding.global_batch(batch, mesh), rngs)
         # To the host in one transfer, then split: indexing the sharded arrays member by member

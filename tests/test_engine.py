@@ -5,6 +5,8 @@ import importlib
 import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import jax
@@ -185,3 +187,22 @@ def test_train_functions_are_short_with_few_positional_parameters():
                     wide.append(where)
     assert not long, f"functions over 60 lines: {long}"
     assert not wide, f"more than 5 positional parameters: {wide}"
+
+
+def test_worker_parts_import_no_trainer_dependencies():
+    """A worker process (the sweep-parity and per-ISA workers, benchmarks) imports the step, the
+    sweep step and the mesh without the data pipeline, checkpoints, scikit-learn, matplotlib or
+    TensorFlow: each of those costs a process seconds of start-up."""
+    code = (
+        "import sys; import vae_jax.train; from vae_jax.train import sharding, steps, sweep_step, state; "
+        "print(sorted(m for m in ('tensorflow', 'tensorflow_datasets', 'sklearn', 'matplotlib', "
+        "'orbax.checkpoint', 'clu') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout

@@ -4,7 +4,7 @@ For each config in experiments/*.py that trains by gradient steps, the model and
 from its `smoke` preset with the conv form 'auto' picks on that platform, and the train step the
 training loop runs (`feed.make_feed`, with the on-device batch gather for in-memory datasets)
 is exported with `jax.export` for 'cuda' and for 'tpu'; so is the vmapped step of a 4-member sweep
-(`sweep.make_sweep_step` in its accelerator form) and an equivalent of the PixelCNN prior's step. The
+(`sweep_step.make_sweep_step` in its accelerator form) and an equivalent of the PixelCNN prior's step. The
 arguments are shapes only (`jax.eval_shape`): nothing is initialized, run or compiled. `jax.export`
 refuses custom calls without a compatibility guarantee, which is how a CPU-only kernel (the oneDNN
 FFI calls) that reached an accelerator program would show up; the last test shows that it does.
@@ -26,8 +26,8 @@ from vae_jax.train import sharding
 from vae_jax.train.feed import make_feed
 from vae_jax.train.prior_training import make_prior_step
 from vae_jax.train.state import TrainState, create_train_state
-from vae_jax.train.sweep import create_sweep_state, make_sweep_step
 from vae_jax.train.sweep_spec import member_config, parse_sweep
+from vae_jax.train.sweep_step import create_sweep_state, make_sweep_step
 
 PLATFORMS = ("cuda", "tpu")
 NOT_CONFIGS = {"run", "common", "study", "__init__"}  # the CLIs and shared pieces

@@ -7,10 +7,25 @@ engine        Run, train_loop, hooks    feed          batches into the jitted st
 evaluation    eval-set metrics, bounds, scores, pictures
 steps, state  the pure train/eval steps and the train state
 sharding, checkpoint, workdir, validate
+
+The names below load on first use (PEP 562): importing one part, e.g. `vae_jax.train.sharding`
+in a worker process, does not import every trainer's dependencies (the data pipeline,
+scikit-learn, orbax: ~4 s of a process's start-up).
 """
 
-from vae_jax.train.dispatch import evaluate_checkpoint, train_and_evaluate
-from vae_jax.train.engine import NonFiniteError
-from vae_jax.train.validate import ConfigError, validate_config
+import importlib
 
-__all__ = ["ConfigError", "NonFiniteError", "evaluate_checkpoint", "train_and_evaluate", "validate_config"]
+_EXPORTS = {
+    "ConfigError": "vae_jax.train.validate",
+    "NonFiniteError": "vae_jax.train.engine",
+    "evaluate_checkpoint": "vae_jax.train.dispatch",
+    "train_and_evaluate": "vae_jax.train.dispatch",
+    "validate_config": "vae_jax.train.validate",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
