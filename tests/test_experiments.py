@@ -247,7 +247,9 @@ def test_interrupted_run_resumes_to_the_same_parameters(sig, tmp_path, uninterru
     saved = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
     assert saved and max(saved) < 40
     assert not (workdir / "results.json").exists()
-    cli(RESUME_CONFIG, f"--workdir={workdir}", *RESUME_OVERRIDES, *resume_data)
+    # The resumed run in this process: what is under test is the killed process's checkpoints and
+    # the engine's resume (the command line's own path is the interrupted run above).
+    train_and_evaluate(_resume_config(resume_data), workdir)
     resumed = final_params(_resume_config(resume_data), workdir)
     assert int(resumed["['step']"]) == int(uninterrupted_params["['step']"]) == 40
     assert_same_params(resumed, uninterrupted_params)
