@@ -1,7 +1,7 @@
 """Training: one engine (Run, step loop), the trainers it runs by name, and their parts.
 
 dispatch      train_and_evaluate / evaluate_checkpoint: the trainer a config names
-single        the single run            sweep, sweep_spec, sweep_report   sweeps
+single        the single run            sweep, sweep_spec, sweep_step, sweep_report   sweeps
 prior_training  the VQ-VAE's code prior  closed_form   probabilistic PCA
 engine        Run, train_loop, hooks    feed          batches into the jitted step
 evaluation    eval-set metrics, bounds, scores, pictures
