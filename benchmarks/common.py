@@ -87,8 +87,6 @@ def write_results(result: dict, out: str | None) -> None:
 
 def train_step_rate(step, state, batch, iters: int = 10) -> float:
     """Median steps per second of a jitted (state, batch, rng) -> (state, metrics) train step."""
-    import jax
-
     box = [state]
     rng = jax.random.key(1)
 

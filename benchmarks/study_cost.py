@@ -33,13 +33,9 @@ def method_config(method: str, conv_impl: str):
     return config
 
 
-def _step_and_inputs(config):
-    return train_step_and_inputs(config, SHAPE)
-
-
 def step_flops(method: str) -> float:
     """XLA's FLOP count of one train step (the conv layers as XLA convolutions)."""
-    step, state, batch = _step_and_inputs(method_config(method, "xla"))
+    step, state, batch = train_step_and_inputs(method_config(method, "xla"), SHAPE)
     analysis = step.lower(state, batch, jax.random.key(1)).compile().cost_analysis()
     analysis = analysis[0] if isinstance(analysis, list) else analysis
     return float(analysis["flops"])
@@ -47,7 +43,7 @@ def step_flops(method: str) -> float:
 
 def steps_per_second(method: str) -> float:
     """Median steps per second of one member's step on this machine."""
-    return train_step_rate(*_step_and_inputs(method_config(method, "auto")))
+    return train_step_rate(*train_step_and_inputs(method_config(method, "auto"), SHAPE))
 
 
 def main():

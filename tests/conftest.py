@@ -60,14 +60,3 @@ def idx_dir(tmp_path):
 @pytest.fixture
 def tfds_dir(tmp_path):
     return str(tmp_path / "tfds")
-
-
-@pytest.fixture
-def run_module():
-    """experiments.run with its flags parsed in this process (reset afterwards)."""
-    from absl import flags
-
-    from experiments import run
-
-    yield run
-    flags.FLAGS.unparse_flags()

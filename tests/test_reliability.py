@@ -100,6 +100,17 @@ def test_cli_reports_a_bad_value_in_one_line_and_exits_nonzero(tmp_path):
 BETA_VAE_SMOKE = f"--config={ROOT / 'experiments/beta_vae.py'}:smoke"
 
 
+@pytest.fixture
+def run_module():
+    """experiments.run with its flags parsed in this process (reset afterwards)."""
+    from absl import flags
+
+    from experiments import run
+
+    yield run
+    flags.FLAGS.unparse_flags()
+
+
 def _cli_in_process(run_module, capsys, *args) -> str:
     """The stderr of experiments.run ARGS run in this process, which must exit with code 2: the
     same parse_flags and main as the command line, without a new process's imports (~6 s each).
