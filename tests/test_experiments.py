@@ -79,6 +79,7 @@ IW_VARIANTS = {
 
 
 @pytest.mark.parametrize("variant", sorted(IW_VARIANTS))
+@pytest.mark.slow
 def test_iwae_variants_train_and_report_lk(variant, tmp_path, idx_dir, tfds_dir):
     """Two stochastic layers, the VampPrior and the Rainforth et al. objectives, end to end."""
     config = use_local_idx(load_config("iwae", "smoke"), idx_dir, tfds_dir)
@@ -176,12 +177,13 @@ def test_disentangling_configs_are_the_study_setup(name, preset, method, hparams
         load_config(name, "quik")
 
 
+@pytest.mark.slow
 def test_cli_overrides_default_workdir_and_eval_mode(tmp_path, idx_dir, tfds_dir):
     args = ["--config=" + str(Path("experiments/vae.py").absolute()) + ":smoke"]
     args += ["--config.loss.beta=0.5", "--config.train.num_steps=4", "--config.data.source=local"]
     args += [f"--config.data.local_dir={idx_dir}", f"--config.data.data_dir={tfds_dir}"]
     result = cli(*args, cwd=tmp_path)
-    assert "steps/s" in result.stderr and "ETA" in result.stderr  # clu's progress line
+    assert "steps/s" in result.stderr and "ETA" in result.stderr  # the progress line
     assert "/orbax/" not in result.stderr and "checkpoint_manager.py" not in result.stderr  # quiet
     workdir = tmp_path / "runs" / "vae_smoke"
     assert json.loads((workdir / "config.json").read_text())["loss"]["beta"] == 0.5
@@ -237,6 +239,7 @@ def _resume_config(resume_data):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_the_same_parameters(sig, tmp_path, uninterrupted_params, resume_data):
     workdir = tmp_path / "interrupted"
     proc = cli(RESUME_CONFIG, f"--workdir={workdir}", *RESUME_OVERRIDES, *resume_data, background=True)
@@ -262,6 +265,7 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
     not (FASHION / "train-images-idx3-ubyte.gz").exists(),
     reason="real Fashion-MNIST absent: apt-get install dataset-fashion-mnist (CI installs it)",
 )
+@pytest.mark.slow
 def test_vae_quick_on_real_fashion_mnist(tmp_path):
     config = load_config("vae", "quick")
     config.data.name = "fashion_mnist"
@@ -326,6 +330,7 @@ def test_anomaly_auroc_is_one_for_separating_scores():
         held_out_class_auroc(labels, 7, scores, None)
 
 
+@pytest.mark.slow
 def test_seq2seq_vae_on_image_rows(tmp_path, idx_dir, tfds_dir):
     config = load_config("seq2seq_ae", "smoke")
     config.model.name = "vae"
@@ -336,6 +341,7 @@ def test_seq2seq_vae_on_image_rows(tmp_path, idx_dir, tfds_dir):
 
 
 @pytest.mark.parametrize("vq_name", ["vq_vae", "fsq_vae", "rvq_vae"])
+@pytest.mark.slow
 def test_vq_prior_trains_from_a_vqvae_checkpoint_and_samples(vq_name, tmp_path, idx_dir, tfds_dir):
     vq = use_local_idx(load_config(vq_name, "smoke"), idx_dir, tfds_dir)
     train_and_evaluate(vq, tmp_path / "vq")
@@ -350,6 +356,7 @@ def test_vq_prior_trains_from_a_vqvae_checkpoint_and_samples(vq_name, tmp_path, 
     assert results["uniform_bits_per_code"] == pytest.approx(np.log2(codes))
 
 
+@pytest.mark.slow
 def test_vq_estimators_ablation_smoke(tmp_path, idx_dir, tfds_dir):
     from experiments.ablations import vq_estimators
 
@@ -362,6 +369,7 @@ def test_vq_estimators_ablation_smoke(tmp_path, idx_dir, tfds_dir):
     assert len(list(tmp_path.rglob("images/code_usage_*.png"))) == 2
 
 
+@pytest.mark.slow
 def test_new_quantizer_options_train_as_one_vmapped_sweep(tmp_path, idx_dir, tfds_dir):
     """Commitment cost stays numeric: two members of an RVQ (rotation, k-means, dropout) in one vmap."""
     config = use_local_idx(load_config("rvq_vae", "smoke"), idx_dir, tfds_dir)
@@ -378,6 +386,7 @@ def test_new_quantizer_options_train_as_one_vmapped_sweep(tmp_path, idx_dir, tfd
     "config_name,name,likelihood",
     [("beta_vae", "color_dsprites", "bernoulli"), ("factor_vae", "noisy_dsprites", "gaussian")],
 )
+@pytest.mark.slow
 def test_study_configs_switch_to_rgb_dsprites_with_one_override(config_name, name, likelihood, tmp_path):
     """beta_vae.py and the study's configs (FactorVAE here) take 3-channel 64x64 sources with a
     Bernoulli or a Gaussian decoder, as disentanglement_lib does."""

@@ -2,16 +2,18 @@
 
 A `Run` holds what a training run is made of (config, workdir writer, dataset, model,
 device mesh, checkpoint manager). `train_loop` drives any pure step
-`(state, batch) -> (state, metrics)` over a stream of batches: the progress line (clu's
-`ReportProgress`: steps/s and ETA), periodic train records, sums of chosen metrics over
+`(state, batch) -> (state, metrics)` over a stream of batches: the progress line (steps/s
+and ETA), periodic train records, sums of chosen metrics over
 each epoch (`Hooks.epoch_sums`), checkpoints, the evaluation hook, SIGINT/SIGTERM (save,
 then exit with 128 + signal) and the non-finite check. The single run, each program of a
 sweep and the VQ prior all train through it; none of them imports another.
 """
 
 import dataclasses
+import datetime
 import logging
 import signal
+import time
 from collections.abc import Callable, Iterator
 
 import jax
@@ -185,6 +187,24 @@ class _EpochSums:
         return metrics, ends
 
 
+class _Progress:
+    """Logs the step, steps/s since the last report and the ETA every `every` steps."""
+
+    def __init__(self, start: int, total: int, every: int):
+        self.total, self.every = total, every
+        self.step, self.time = start, time.perf_counter()
+
+    def __call__(self, step: int) -> None:
+        if step % self.every and step != self.total:
+            return
+        now = time.perf_counter()
+        rate = (step - self.step) / max(now - self.time, 1e-9)
+        eta = datetime.timedelta(seconds=round((self.total - step) / rate)) if rate > 0 else "?"
+        percent = 100 * step / self.total
+        logging.info("step %d/%d (%.0f%%): %.2f steps/s, ETA %s", step, self.total, percent, rate, eta)
+        self.step, self.time = step, now
+
+
 def _save_and_exit(run: Run, state, signum: int, step: int):
     logging.warning("Signal %d: saving step %d and exiting.", signum, step)
     if run.manager is not None:
@@ -203,13 +223,10 @@ def train_loop(run: Run, state, step_fn: Callable, batches: Callable[[int], Iter
       batches: start_step -> iterator of the step's inputs from that step on.
       hooks: the trainer's logging, evaluation and per-epoch sums.
     """
-    from clu import periodic_actions  # imports TensorFlow: paid by a run, not by importing the engine
-
     cfg = run.config.train
     start = checkpoint.state_step(state)
     stream = batches(start)
-    progress = periodic_actions.ReportProgress(num_train_steps=cfg.num_steps, every_steps=cfg.log_every)
-    progress(start)  # its first call only starts the clock
+    progress = _Progress(start, cfg.num_steps, cfg.log_every)
     epochs = _EpochSums(hooks.epoch_sums, run.steps_per_epoch, start)
     try:
         with _StopRequested() as stop:

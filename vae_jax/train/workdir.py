@@ -1,17 +1,17 @@
 """The workdir writer every trainer uses: config.json, metrics.jsonl, TensorBoard, images, results.json.
 
 `config.json` and `results.json` are written atomically (a temporary file renamed over
-the old one). Metrics go through clu's `metric_writers`: a `MultiWriter` of our
-`JsonlWriter` (metrics_jsonl.py: one `{step, split, **metrics}` object per event) and clu's
-TensorBoard `SummaryWriter`. Every line of metrics.jsonl is written with a single `write`
-of a complete line and flushed, and `read_metrics` skips a torn final line, so a crash
-never leaves a file that stops a reader. Only process 0 writes.
+the old one). Metrics go to metrics.jsonl (one `{step, split, **metrics}` object per event)
+and to a TensorBoard event file (writers.py, neither through TensorFlow). Every line of
+metrics.jsonl is written with a single `write` of a complete line and flushed, and
+`read_metrics` skips a torn final line, so a crash never leaves a file that stops a reader.
+Only process 0 writes.
 """
 
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax
 import ml_collections
@@ -19,9 +19,7 @@ import numpy as np
 
 from vae_jax import viz
 from vae_jax.errors import UserError
-
-if TYPE_CHECKING:
-    from vae_jax.train.metrics_jsonl import JsonlWriter
+from vae_jax.train.writers import EventWriter, JsonlWriter
 
 
 class WorkdirError(UserError):
@@ -54,23 +52,14 @@ class Workdir:
         default: path/metrics.jsonl.
     """
 
-    def __init__(self, path: str | Path, tensorboard: bool = True, jsonl: "JsonlWriter | None" = None):
-        # clu's writers import TensorFlow (seconds): only a run that writes pays for it, not the
-        # import of the library or a config error found before any run starts.
-        from clu import metric_writers
-
-        from vae_jax.train.metrics_jsonl import JsonlWriter
-
+    def __init__(self, path: str | Path, tensorboard: bool = True, jsonl: JsonlWriter | None = None):
         self.path = check_workdir(path)
         self.enabled = jax.process_index() == 0
-        self._jsonl, self._writer = jsonl, None
+        self._jsonl, self._events = jsonl, None
         if self.enabled:
             self.path.mkdir(parents=True, exist_ok=True)
             self._jsonl = jsonl or JsonlWriter(self.path / "metrics.jsonl")
-            writers = [self._jsonl]
-            if tensorboard:
-                writers.append(metric_writers.SummaryWriter(str(self.path)))
-            self._writer = metric_writers.MultiWriter(writers)
+            self._events = EventWriter(self.path) if tensorboard else None
 
     @property
     def images_dir(self) -> Path:
@@ -115,12 +104,14 @@ class Workdir:
                 for k, v in metrics.items()
                 if np.ndim(v) == 0 and k not in ("step", "split")  # the record's own keys
             }
-            self._writer.write_scalars(int(step), scalars)
+            self._jsonl.write_scalars(int(step), scalars)
+            if self._events is not None:
+                self._events.write_scalars(int(step), scalars)
 
     def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
         """Sends image grids [H, W, C] (already saved as PNG) to TensorBoard."""
-        if self.enabled and images:
-            self._writer.write_images(int(step), {k: v[None] for k, v in images.items()})
+        if self._events is not None and images:
+            self._events.write_images(int(step), images)
 
     def write_grid(self, name: str, step: int, images: np.ndarray, ncols: int) -> None:
         """images/<name>_<step>.png: a grid of images [N, H, W, C], also sent to TensorBoard."""
@@ -132,7 +123,9 @@ class Workdir:
     def close(self) -> None:
         """Flushes and closes the files this writer opened."""
         if self.enabled:
-            self._writer.close()
+            self._jsonl.close()
+            if self._events is not None:
+                self._events.close()
 
 
 def read_metrics(path: str | Path) -> list[dict]:
