@@ -60,3 +60,10 @@ def idx_dir(tmp_path):
 @pytest.fixture
 def tfds_dir(tmp_path):
     return str(tmp_path / "tfds")
+
+
+def pytest_collection_modifyitems(items):
+    """Tests marked slow (end-to-end runs of 10-80 s) first. `make test` hands tests to its two
+    workers one at a time in this order, so both start on the long ones and the short ones fill the
+    end, instead of one worker finishing a long test alone after the other is done."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -11,6 +11,7 @@ from vae_jax.models import build_model, num_params
 torch = pytest.importorskip("torch", reason="torch is the benchmark's optional peer: pip install '.[bench]'")
 
 
+@pytest.mark.slow
 def test_torch_peer_matches_the_jax_architecture():
     from benchmarks.torch_peer import BetaVAE
 

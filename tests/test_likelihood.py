@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from scipy import stats
 
 from vae_jax import objectives
@@ -62,6 +63,7 @@ def test_iwae_bound_rises_towards_exact_log_likelihood():
     assert abs(tight - exact) < 0.05
 
 
+@pytest.mark.slow
 def test_linear_vae_elbo_reaches_the_ppca_maximum_likelihood():
     """Lucas et al. 2019: the linear VAE's ELBO optimum is the pPCA log-likelihood."""
     raw = _data(n=2000)

@@ -76,6 +76,7 @@ def test_kernels_use_the_pinned_onednn():
 
 @needs_kernels
 @pytest.mark.parametrize("isa", EMULATED)
+@pytest.mark.slow
 def test_whole_model_steps_under_each_isa(isa):
     """beta-VAE, VQ-VAE and a 4-member vmapped sweep: oneDNN steps equal matrix-product steps
     with oneDNN capped at each instruction set this CPU has (the failure of whole-model steps
@@ -97,6 +98,7 @@ def test_whole_model_steps_under_each_isa(isa):
 
 @needs_kernels
 @pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ to build the sanitized kernels")
+@pytest.mark.slow
 def test_kernels_are_clean_under_address_sanitizer(tmp_path):
     """Every layer shape of the conv models, forward and both gradients, through an ASan build,
     with oneDNN at this CPU's instruction set and capped at AVX2."""

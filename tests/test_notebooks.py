@@ -16,6 +16,7 @@ def test_notebooks_are_generated_from_make_notebooks():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+@pytest.mark.slow
 def test_notebook_runs(path, tmp_path, idx_dir, monkeypatch):
     monkeypatch.setenv("NOTEBOOK_PRESET", "smoke")
     monkeypatch.setenv("NOTEBOOK_WORKDIR", str(tmp_path / "work"))

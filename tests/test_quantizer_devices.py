@@ -5,11 +5,13 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from tests.helpers import ROOT, device_count_flags
 from tests.quantizer_worker import OPTIONS
 
 
+@pytest.mark.slow
 def test_quantizer_options_same_parameters_on_one_and_eight_devices(tmp_path):
     env = dict(os.environ, XLA_FLAGS=device_count_flags(8), JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
     out = tmp_path / "out.npz"

@@ -11,6 +11,7 @@ import pytest
 
 from experiments.ablations import locatello2019_study, vqvae_ema_commitment
 from tests.helpers import ROOT, assert_workdir_contract, cli, device_count_flags, load_config
+from tests.sweep_worker import FORMS
 from vae_jax.train import ConfigError, validate_config
 from vae_jax.train.sweep_spec import parse_sweep, programs
 from vae_jax.train.workdir import read_metrics
@@ -112,6 +113,7 @@ def test_locatello_mid_preset_is_one_mid_grid_value_per_method_beside_beta_one()
     validate_config(mid)
 
 
+@pytest.mark.slow
 def test_study_union_trains_method_by_method(tmp_path):
     from vae_jax.train import train_and_evaluate
 
@@ -167,7 +169,7 @@ def _of(result: dict, prefix: str) -> dict:
     return {k[len(prefix) + 1 :]: v for k, v in result.items() if k.startswith(prefix + "/")}
 
 
-def _assert_members_equal_alone(result, vectorizations=("vmap", "map")):
+def _assert_members_equal_alone(result, vectorizations):
     alone = {k[len("alone/") :]: v for k, v in result.items() if k.startswith("alone/")}
     for vectorize in vectorizations:
         swept = {k[len(vectorize) + 1 :]: v for k, v in result.items() if k.startswith(vectorize + "/")}
@@ -192,17 +194,18 @@ METHODS = ("factor_vae", "beta_tcvae", "dip_vae_i", "dip_vae_ii")
 
 
 @pytest.mark.parametrize("devices", [1, 8])
+@pytest.mark.slow
 def test_sweep_members_equal_the_same_configs_trained_alone(devices, tmp_path):
-    """Both vectorizations ('vmap': one batched program, 'map': members unrolled) of each kind of
-    sweep, and the four disentangling methods vmapped: member i ends with the parameters of its
-    config trained alone. With 8 devices the members are sharded over 4, the batch over 2. One
-    process per device count."""
+    """Each kind of sweep vmapped (one batched program), the VAE's also in the 'map' form (members
+    unrolled; the same slicing for every kind), and the four disentangling methods vmapped: member
+    i ends with the parameters of its config trained alone. With 8 devices the members are sharded
+    over 4, the batch over 2. One process per device count."""
     result = _run_worker(KINDS[devices], devices, tmp_path / "out.npz")
     for kind in KINDS[devices]:
         own = _of(result, kind)
         assert int(own.pop("__sweep_axis__")) == (1 if devices == 1 else 4), kind
         if kind != "disentangle":
-            _assert_members_equal_alone(own)
+            _assert_members_equal_alone(own, tuple(FORMS[kind].split(",")))
             continue
         assert {k.split("/")[0] for k in own} == set(METHODS)
         for method in METHODS:
@@ -210,6 +213,7 @@ def test_sweep_members_equal_the_same_configs_trained_alone(devices, tmp_path):
         assert any("'d'" in k for k in own if k.startswith("factor_vae/vmap/0/"))  # the discriminator
 
 
+@pytest.mark.slow
 def test_sweep_preset_trains_all_members_in_one_process(tmp_path):
     cli(
         f"--config={ROOT / 'experiments/beta_vae.py'}:smoke,sweep",
@@ -241,6 +245,7 @@ def test_sweep_preset_trains_all_members_in_one_process(tmp_path):
     assert all(list((workdir / "members" / str(m)).glob("events.out.tfevents.*")) for m in range(4))
 
 
+@pytest.mark.slow
 def test_sweep_resumes_as_one_unit(tmp_path, idx_dir, tfds_dir):
     from tests.helpers import use_local_idx
     from vae_jax.train import train_and_evaluate
@@ -256,6 +261,7 @@ def test_sweep_resumes_as_one_unit(tmp_path, idx_dir, tfds_dir):
     assert steps == [4, 6]  # logged once per step: nothing was trained twice
 
 
+@pytest.mark.slow
 def test_structural_choices_run_as_separate_programs(tmp_path, idx_dir, tfds_dir):
     from tests.helpers import use_local_idx
     from vae_jax.train import train_and_evaluate

@@ -93,6 +93,7 @@ def _run_worker(kinds, devices, out):
     return dict(np.load(out))
 
 
+@pytest.mark.slow
 def test_one_device_and_eight_devices_agree(tmp_path):
     """Three data-parallel steps of the VAE and the EMA VQ-VAE (one process per device count)."""
     kinds = ("vae", "vqvae_ema")
