@@ -6,13 +6,17 @@ NATIVE := vae_jax/ops/native/libvae_onednn.so
 
 .PHONY: venv run test lint bench
 
-# pip byte-compiles every installed module (~50 s of the ~100 s install). Keep it: where
-# PYTHONDONTWRITEBYTECODE is set (CI machines), a module left uncompiled is compiled again by
-# every process that imports it (pip --no-compile: install 54 s, but the suite 85 s slower).
+# Bytecode is written by the first process that imports a module, not by pip for every module
+# installed: pip's compile of all of TensorFlow and PyTorch was ~50 s of a ~100 s install, and a
+# run imports a small part of them. PYTHONDONTWRITEBYTECODE (set on some machines, CI's among
+# them) is dropped for our commands, else every process compiles what it imports again (tried:
+# --no-compile with it set made the suite 85 s slower).
+unexport PYTHONDONTWRITEBYTECODE
+
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,native]'
+	$(PY) -m pip install -q --no-compile -e '.[dev,native]'
 	touch $(STAMP)
 
 # The oneDNN convolution kernels (needs g++; oneDNN comes from the pinned wheel); without them
@@ -30,10 +34,11 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# worksteal: an idle worker takes queued tests from the busy one (the suite's times vary 100-fold);
-# --durations lists the slowest tests in every log, so a slowdown is seen where it happens.
+# Tests go to the two workers one at a time, in conftest's order (the slow end-to-end tests first):
+# a worker that finishes takes the next, so the run ends on short tests on both workers instead
+# of one waiting for the other's long one. --durations lists the slowest tests in every log.
 test: lint
-	$(PY) -m pytest -n 2 --dist worksteal --durations=25 -q tests
+	$(PY) -m pytest -n 2 --dist load --maxschedchunk 1 --durations=25 -q tests
 
 bench: venv
 	$(PY) -m pip install -q -e '.[bench]'
