@@ -1,9 +1,10 @@
 """The accelerator path, checked without an accelerator: every experiment's train step lowers for GPU and TPU.
 
 For each config in experiments/*.py that trains by gradient steps, the model and train state are built
-from its `smoke` preset with the conv form 'auto' picks on that platform, and the train step the
+from its `smoke` preset with the conv form 'auto' picks there, and the train step the
 training loop runs (`feed.make_feed`, with the on-device batch gather for in-memory datasets)
-is exported with `jax.export` for 'cuda' and for 'tpu'; so is the vmapped step of a 4-member sweep
+is exported with `jax.export` for 'cuda' and 'tpu' (one module for both platforms, lowered
+for each; 'auto' picks XLA's convolutions on both); so is the vmapped step of a 4-member sweep
 (`sweep_step.make_sweep_step` in its accelerator form) and an equivalent of the PixelCNN prior's step. The
 arguments are shapes only (`jax.eval_shape`): nothing is initialized, run or compiled. `jax.export`
 refuses custom calls without a compatibility guarantee, which is how a CPU-only kernel (the oneDNN
@@ -53,9 +54,10 @@ def data_shape(name: str) -> tuple[int, ...]:
     return IMAGE_SHAPES[name]
 
 
-def accelerator_config(name: str, platform: str, preset: str = "smoke"):
+def accelerator_config(name: str, preset: str = "smoke"):
+    """The config with the conv form 'auto' picks on every platform of PLATFORMS (the same on all)."""
     config = load_config(name, preset)
-    config.model.conv_impl = ops.resolve_impl("auto", platform=platform)
+    (config.model.conv_impl,) = {ops.resolve_impl("auto", platform=p) for p in PLATFORMS}
     return config
 
 
@@ -92,9 +94,9 @@ def signature(tree) -> list:
     return [(jax.tree_util.keystr(p), a.shape, a.dtype) for p, a in jax.tree.leaves_with_path(tree)]
 
 
-def assert_step_exported(exported, platform, state, config):
-    """The module is for `platform` and maps the state to one of the same type, the metrics beside it."""
-    assert exported.platforms == (platform,)
+def assert_step_exported(exported, state, config):
+    """The module is for PLATFORMS and maps the state to one of the same type, the metrics beside it."""
+    assert exported.platforms == PLATFORMS
     new_state, metrics = jax.tree.unflatten(exported.out_tree, exported.out_avals)
     assert signature(new_state) == signature(state)
     assert {"loss", "grad_norm", "finite"} <= metrics.keys()
@@ -102,22 +104,20 @@ def assert_step_exported(exported, platform, state, config):
         assert "stride = [2, 2]" in exported.mlir_module()
 
 
-@pytest.mark.parametrize("platform", PLATFORMS)
 @pytest.mark.parametrize("name", CONFIGS)
-def test_train_step_exports(name, platform):
-    config = accelerator_config(name, platform)
+def test_train_step_exports(name):
+    config = accelerator_config(name)
     shape = data_shape(config.data.name)
     state = abstract_state(config, shape)
     step, batch_input = loop_step(config, shape)
-    exported = jax.export.export(step, platforms=[platform])(state, batch_input, abstract_key())
-    assert_step_exported(exported, platform, state, config)
+    exported = jax.export.export(step, platforms=PLATFORMS)(state, batch_input, abstract_key())
+    assert_step_exported(exported, state, config)
 
 
-@pytest.mark.parametrize("platform", PLATFORMS)
 @pytest.mark.parametrize("name", CONFIGS)
-def test_sweep_step_exports(name, platform):
+def test_sweep_step_exports(name):
     """A 4-member sweep's vmapped step, as `sweep.train_sweep` runs it on an accelerator."""
-    config = accelerator_config(name, platform)
+    config = accelerator_config(name)
     config.sweep.vectorize = "vmap"  # what 'auto' picks off the CPU
     assignments = parse_sweep("optim.learning_rate=1e-3,3e-4 * seed=0,1", config)
     configs = [member_config(config, a) for a in assignments]
@@ -127,7 +127,8 @@ def test_sweep_step_exports(name, platform):
     states, rngs = jax.eval_shape(lambda: create_sweep_state(model, configs, shape))
     batch = jax.ShapeDtypeStruct((config.train.batch_size, *shape), jnp.float32)
     step = make_sweep_step(config, sharding.make_mesh())
-    exported = jax.export.export(step, platforms=[platform])(states, batch, rngs)
+    exported = jax.export.export(step, platforms=PLATFORMS)(states, batch, rngs)
+    assert exported.platforms == PLATFORMS
     new_states, metrics = jax.tree.unflatten(exported.out_tree, exported.out_avals)
     assert signature(new_states) == signature(states)
     assert all(v.shape[0] == SWEEP_SIZE for v in metrics.values())  # per member
@@ -136,12 +137,11 @@ def test_sweep_step_exports(name, platform):
     assert signature(member) == signature(abstract_state(configs[0], shape))
 
 
-@pytest.mark.parametrize("platform", PLATFORMS)
-def test_prior_step_exports(platform):
+def test_prior_step_exports():
     """vq_prior: the step `prior_training.train_prior` runs (`make_prior_step`), for the PixelCNN
     prior over the code grid of the VQ-VAE the prior is trained on."""
     config = load_config("vq_prior", "smoke")
-    vq_config = accelerator_config("vq_vae", platform)  # the run that config.prior.vqvae_workdir names
+    vq_config = accelerator_config("vq_vae")  # the run that config.prior.vqvae_workdir names
     assert config.prior.vqvae_workdir.endswith(vq_config.name)
     shape = data_shape(vq_config.data.name)
     assert data_shape(config.data.name) == shape
@@ -159,8 +159,8 @@ def test_prior_step_exports(platform):
         model_state={}, hparams={}, apply_fn=prior.apply, tx=tx,
     )  # fmt: skip
     _, step = make_prior_step(prior, tx)
-    exported = jax.export.export(jax.jit(step), platforms=[platform])(state, codes, abstract_key())
-    assert exported.platforms == (platform,)
+    exported = jax.export.export(jax.jit(step), platforms=PLATFORMS)(state, codes, abstract_key())
+    assert exported.platforms == PLATFORMS
     new_state, metrics = jax.tree.unflatten(exported.out_tree, exported.out_avals)
     assert signature(new_state) == signature(state)
     assert metrics["loss"].shape == () and metrics["finite"].shape == ()
@@ -181,5 +181,5 @@ def test_cpu_only_conv_form_does_not_export_for_cuda(monkeypatch):
     state = abstract_state(config, shape)
     step, batch = loop_step(config, shape)
     with pytest.raises(ValueError, match=NO_GUARANTEE) as error:
-        jax.export.export(step, platforms=["cuda"])(state, batch, abstract_key())
+        jax.export.export(step, platforms=PLATFORMS)(state, batch, abstract_key())
     assert "vae_onednn_conv_fwd" in str(error.value)
