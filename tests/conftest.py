@@ -1,5 +1,6 @@
 """Shared fixtures: small configs, generated idx files, a TFDS data_dir in tmp."""
 
+import collections
 import os
 from pathlib import Path
 
@@ -65,5 +66,16 @@ def tfds_dir(tmp_path):
 def pytest_collection_modifyitems(items):
     """Tests marked slow (end-to-end runs of 10-80 s) first. `make test` hands tests to its two
     workers one at a time in this order, so both start on the long ones and the short ones fill the
-    end, instead of one worker finishing a long test alone after the other is done."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    end, instead of one worker finishing a long test alone after the other is done. The cases of a
+    parametrized slow test are spread out (all first cases, then all second ones, ...): the first
+    fills the compilation cache for its siblings before they start, instead of two workers
+    compiling the same programs at the same moment."""
+    case = collections.Counter()
+    keys = []
+    for index, item in enumerate(items):
+        if item.get_closest_marker("slow") is None:
+            keys.append((1, 0, index))
+        else:
+            keys.append((0, case[item.function], index))
+            case[item.function] += 1
+    items[:] = [items[k[2]] for k in sorted(keys)]

@@ -12,6 +12,7 @@ import jax
 import numpy as np
 import pytest
 
+from tests import multiprocess_worker
 from tests.helpers import ROOT, cli, device_count_flags, load_config
 from vae_jax import data as data_lib
 from vae_jax.train import ConfigError, NonFiniteError, checkpoint, engine, train_and_evaluate, validate_config
@@ -316,8 +317,10 @@ def test_two_processes_train_like_one(tmp_path):
     procs = [
         subprocess.Popen([*worker, str(i), "2", port, str(tmp_path / f"p{i}.npz")], env=env) for i in range(2)
     ]
+    # The single-process reference in this process (one CPU device, as in its own process) while
+    # the two train: a third process would only add its start-up.
+    multiprocess_worker.main(0, 1, 0, str(tmp_path / "single.npz"))
     assert [p.wait(timeout=300) for p in procs] == [0, 0]
-    subprocess.run([*worker, "0", "1", "0", str(tmp_path / "single.npz")], env=env, check=True, timeout=300)
     single = dict(np.load(tmp_path / "single.npz"))
     assert int(single.pop("__processes__")) == 1
     for i in range(2):

@@ -196,7 +196,7 @@ KINDS = {1: ("vae",), 8: ("vae", "vqvae_ema", "ciwae", "disentangle")}
 METHODS = ("factor_vae", "beta_tcvae", "dip_vae_i", "dip_vae_ii")
 
 
-@pytest.mark.parametrize("devices", [1, 8])
+@pytest.mark.parametrize("devices", [8, 1])
 @pytest.mark.slow
 def test_sweep_members_equal_the_same_configs_trained_alone(devices, tmp_path):
     """Member i of a sweep ends with the parameters of its config trained alone: each kind of sweep
