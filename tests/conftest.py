@@ -20,6 +20,12 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 # Benchmarks and real runs keep XLA's default level.
 if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
+# XLA runs a process's matrix products and convolutions on a thread pool as wide as the machine;
+# two workers on two cores then run four threads that preempt each other. One thread per process,
+# as OMP_NUM_THREADS does for oneDNN (14 run-level tests on two workers, CPU time 194 -> 177 s and
+# 184 -> 171 s in two runs; their wall time moved within the machine's noise).
+if "--xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] += " --xla_cpu_multi_thread_eigen=false"
 # Lowering a program to MLIR attaches each operation's Python traceback (100 frames by default) as
 # its location; tracing and lowering, not XLA, are most of a test's compile time at level 0, and
 # the sweep-parity worker took 7 % less without them (89 -> 84 s). Only HLO metadata changes.
