@@ -20,7 +20,7 @@ from tests.helpers import (
 )
 from vae_jax.data.idx import read_idx, write_idx
 from vae_jax.data.sources import local_dir_for
-from vae_jax.train import train_and_evaluate
+from vae_jax.train import evaluate_checkpoint, train_and_evaluate
 from vae_jax.train.workdir import read_metrics
 
 RESULT_KEYS = {
@@ -198,7 +198,9 @@ def test_cli_overrides_default_workdir_and_eval_mode(tmp_path, idx_dir, tfds_dir
     workdir = tmp_path / "runs" / "vae_smoke"
     assert json.loads((workdir / "config.json").read_text())["loss"]["beta"] == 0.5
     (workdir / "results.json").unlink()
-    cli(*args, "--mode=eval", cwd=tmp_path)
+    # --mode=eval of the same command, in this process: main() calls evaluate_checkpoint (its
+    # flag and dispatch run in process in test_cli_reports_eval_without_checkpoints_in_one_line).
+    evaluate_checkpoint(_config_from_flags("vae", args[1:]), workdir)
     assert json.loads((workdir / "results.json").read_text())["step"] == 4
 
 
@@ -238,14 +240,19 @@ def uninterrupted_params(tmp_path_factory, resume_data):
     return final_params(config, workdir)
 
 
+def _config_from_flags(name, flags):
+    """The config the CLI builds from `--config=experiments/<name>.py:smoke` and `--config.*` flags."""
+    config = load_config(name, "smoke")
+    for flag in flags:
+        field, value = flag.removeprefix("--config.").split("=", 1)
+        group, key = field.split(".")
+        config[group][key] = type(config[group][key])(value) if config[group][key] is not None else value
+    return config
+
+
 def _resume_config(resume_data):
     """The config the CLI builds from RESUME_CONFIG, RESUME_OVERRIDES and resume_data."""
-    config = load_config("vae", "smoke")
-    for flag in (*RESUME_OVERRIDES, *resume_data):
-        field, value = flag.removeprefix("--config.").split("=", 1)
-        group, name = field.split(".")
-        config[group][name] = type(config[group][name])(value) if config[group][name] is not None else value
-    return config
+    return _config_from_flags("vae", (*RESUME_OVERRIDES, *resume_data))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])

@@ -3,9 +3,9 @@
 A `Run` holds what a training run is made of (config, workdir writer, dataset, model,
 device mesh, checkpoint manager). `train_loop` drives any pure step
 `(state, batch) -> (state, metrics)` over a stream of batches: the progress line (steps/s
-and ETA), periodic train records, sums of chosen metrics over
-each epoch (`Hooks.epoch_sums`), checkpoints, the evaluation hook, SIGINT/SIGTERM (save,
-then exit with 128 + signal) and the non-finite check. The single run, each program of a
+and ETA), periodic train records, sums of chosen metrics over each epoch
+(`Hooks.epoch_sums`), checkpoints, the evaluation hook, SIGINT/SIGTERM (save, then exit
+with 128 + signal) and the non-finite check. The single run, each program of a
 sweep and the VQ prior all train through it; none of them imports another.
 """
 
