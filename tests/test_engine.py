@@ -189,6 +189,14 @@ def test_train_functions_are_short_with_few_positional_parameters():
     assert not wide, f"more than 5 positional parameters: {wide}"
 
 
+def _fresh_python(code: str) -> str:
+    """What `python -c code` prints in a new process (which fails the test if it fails)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
 def test_worker_parts_import_no_trainer_dependencies():
     """A worker process (the sweep-parity and per-ISA workers, benchmarks) imports the step, the
     sweep step and the mesh without the data pipeline, checkpoints, scikit-learn, matplotlib or
@@ -198,14 +206,7 @@ def test_worker_parts_import_no_trainer_dependencies():
         "print(sorted(m for m in ('tensorflow', 'tensorflow_datasets', 'sklearn', 'matplotlib', "
         "'orbax.checkpoint') if m in sys.modules))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        capture_output=True,
-        text=True,
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]", out.stdout
+    assert _fresh_python(code) == "[]"
 
 
 def test_tensorboard_reads_what_a_workdir_writes_without_tensorflow(tmp_path):
@@ -219,14 +220,7 @@ def test_tensorboard_reads_what_a_workdir_writes_without_tensorflow(tmp_path):
         "w.write_grid('samples', 5, np.linspace(0, 1, 4 * 7 * 7).reshape(4, 7, 7, 1), 2); "
         "w.log(9, 'eval', {'loss': 1.5}); w.close(); print('tensorflow' in sys.modules)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        capture_output=True,
-        text=True,
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "False"
+    assert _fresh_python(code) == "False"
     (events,) = tmp_path.glob("events.out.tfevents.*")
     loaded = EventAccumulator(str(events), size_guidance={"scalars": 0, "images": 0}).Reload()
     assert sorted(loaded.Tags()["scalars"]) == ["eval/loss", "train/kl", "train/loss"]
