@@ -23,10 +23,16 @@ def image_grid(images: np.ndarray, ncols: int, pad: int = 1) -> np.ndarray:
     return grid
 
 
+def save_image(path, image: np.ndarray) -> None:
+    """Writes one image [H, W, C] in [0, 1] (C = 1: gray) as an RGBA PNG to a path or binary file."""
+    pixels = image[..., 0] if image.shape[-1] == 1 else image
+    plt.imsave(path, pixels, cmap="gray", vmin=0, vmax=1, format="png")
+
+
 def save_grid(path: str | Path, images: np.ndarray, ncols: int) -> np.ndarray:
     """Writes a PNG grid of images [N, H, W, C]; returns the grid."""
     grid = image_grid(images, ncols)
-    plt.imsave(path, grid[..., 0] if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=1)
+    save_image(path, grid)
     return grid
 
 

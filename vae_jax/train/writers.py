@@ -21,10 +21,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.record_writer import RecordWriter
+
+from vae_jax import viz
 
 
 def _json_value(v: Any) -> Any:
@@ -106,7 +107,7 @@ class EventWriter:
         values = []
         for tag, image in images.items():
             png = io.BytesIO()
-            plt.imsave(png, image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
+            viz.save_image(png, image)
             encoded = summary_pb2.Summary.Image(
                 height=image.shape[0], width=image.shape[1], colorspace=4, encoded_image_string=png.getvalue()
             )  # colorspace 4: RGBA, what imsave writes
