@@ -85,6 +85,20 @@ def test_loop_resumes_where_the_state_is(tmp_path):
     assert logged == [9, 10]
 
 
+def test_a_run_stopped_after_its_last_checkpoint_resumes_to_evaluate(tmp_path):
+    """A run killed during its final evaluation restores the last step's checkpoint: the loop
+    trains nothing, logs nothing and saves nothing again (saving the same step again raised)."""
+    run = toy_run(tmp_path, toy_config())
+    hooks = engine.Hooks(log=lambda *a: None)
+    first = engine.train_loop(run, toy_state(), toy_step, batches_from(np.ones(10)), hooks)
+    logged = []
+    hooks = engine.Hooks(log=lambda t, m: logged.append(t))
+    state = engine.train_loop(run, first, toy_step, batches_from(np.ones(10)), hooks)
+    assert int(state.step) == 10 and float(state.params["w"]) == 10.0 and logged == []
+    assert sorted(run.manager.all_steps()) == [4, 8, 10]
+    run.close()
+
+
 def test_non_finite_step_stops_a_single_run_keeping_the_last_good_state(tmp_path):
     run = toy_run(tmp_path, toy_config(log_every=1), with_checkpoints=False)
     values = [1.0, 1.0, np.nan, 1.0]
@@ -205,6 +219,18 @@ def test_worker_parts_import_no_trainer_dependencies():
         "import sys; import vae_jax.train; from vae_jax.train import sharding, steps, sweep_step, state; "
         "print(sorted(m for m in ('tensorflow', 'tensorflow_datasets', 'sklearn', 'matplotlib', "
         "'orbax.checkpoint') if m in sys.modules))"
+    )
+    assert _fresh_python(code) == "[]"
+
+
+def test_a_run_on_procedural_data_imports_neither_tfds_nor_tensorflow():
+    """TFDS (and TensorFlow) load only with an image dataset: the main job and the study's sweeps
+    (procedural dSprites) start seconds sooner and run where TensorFlow is not installed."""
+    code = (
+        "import sys; import experiments.run; from experiments import beta_vae; "
+        "from vae_jax import data; from vae_jax.train import single, sweep; "
+        "data.load_dataset(beta_vae.get_config('smoke')); "
+        "print([m for m in ('tensorflow', 'tensorflow_datasets') if m in sys.modules])"
     )
     assert _fresh_python(code) == "[]"
 

@@ -231,6 +231,11 @@ def test_resume_with_a_different_config_is_refused_unless_allowed(tmp_path):
     assert "--allow_config_change" in str(e.value)
     assert json.loads((workdir / "config.json").read_text())["loss"]["beta"] == 4.0  # untouched
     assert train_and_evaluate(changed, workdir, allow_config_change=True)["step"] == 6
+    # Stopped during its final evaluation (results.json not yet written), the run is rerun: it
+    # restores step 6, trains nothing and evaluates.
+    (workdir / "results.json").unlink()
+    assert train_and_evaluate(changed, workdir)["step"] == 6
+    assert (workdir / "results.json").exists()
 
 
 def _truncate_files(directory: Path) -> int:

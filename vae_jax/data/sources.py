@@ -1,19 +1,27 @@
-"""Loading datasets into memory: TFDS catalog, local idx files through TFDS; the ground-truth registry."""
+"""Loading datasets into memory: TFDS catalog, local idx files through TFDS; the ground-truth registry.
+
+TFDS (and TensorFlow under it) is imported only when an image dataset is loaded: a run on a
+procedural ground-truth dataset (the main job, the study's sweeps) never imports it, which saves
+seconds per process and lets such runs work where TensorFlow is not installed (accelerator
+images often lack it).
+"""
 
 import dataclasses
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import ml_collections
 import numpy as np
-import tensorflow_datasets as tfds
 
-from vae_jax.data import builders
 from vae_jax.data.dsprites import DSprites
 from vae_jax.data.dsprites_variants import ColorDSprites, NoisyDSprites, TexturedDSprites
 from vae_jax.data.factor_datasets import FACTOR_DATASETS, DatasetUnavailableError
 from vae_jax.data.idx import IDX_FILES, find_idx_file
 from vae_jax.errors import ConfigError
+
+if TYPE_CHECKING:
+    import tensorflow_datasets as tfds
 
 DEFAULT_LOCAL_DIRS = {"fashion_mnist": "/usr/share/datasets/fashion-mnist"}
 # name -> constructor from `config.data` (or None: defaults); procedural ones need no files.
@@ -85,8 +93,12 @@ def _unavailable(cfg, local: Path | None, reason: str) -> DatasetUnavailableErro
     )
 
 
-def get_builder(cfg: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
+def get_builder(cfg: ml_collections.ConfigDict) -> "tfds.core.DatasetBuilder":
     """A prepared TFDS builder for cfg.name, from local idx files or the TFDS catalog."""
+    import tensorflow_datasets as tfds
+
+    from vae_jax.data import builders
+
     data_dir = str(Path(cfg.data_dir).expanduser())
     local = local_dir_for(cfg)
     use_local = cfg.source == "local" or (cfg.source == "auto" and _has_idx_files(local))
@@ -108,6 +120,8 @@ def get_builder(cfg: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
 
 
 def _as_arrays(builder, split: str) -> tuple[np.ndarray, np.ndarray | None]:
+    import tensorflow_datasets as tfds
+
     data = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
     labels = data.get("label")
     return data["image"], (None if labels is None else np.asarray(labels))

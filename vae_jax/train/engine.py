@@ -249,7 +249,9 @@ def train_loop(run: Run, state, step_fn: Callable, batches: Callable[[int], Iter
         close = getattr(stream, "close", None)
         if close is not None:
             close()
-    if run.manager is not None:
+    # A state restored at (or past) the last step is already saved: a run stopped during its final
+    # evaluation is rerun to evaluate, and saving the same step again would raise.
+    if run.manager is not None and start < cfg.num_steps:
         checkpoint.save(run.manager, state, force=True)
         run.manager.wait_until_finished()
     return state
