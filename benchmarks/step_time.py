@@ -124,33 +124,41 @@ def time_config(config, shape) -> dict:
     return result
 
 
-def time_torch(batch_size: int = 64) -> dict:
+def time_torch(batch_size: int = 64, device: str = "cpu") -> dict:
     import torch
 
     from benchmarks.torch_peer import BetaVAE, make_step
 
     torch.manual_seed(0)
-    model = BetaVAE()
+    model = BetaVAE().to(device)
     step = make_step(model)
-    x = (torch.rand(batch_size, 1, 64, 64) > 0.9).float()
-    seconds = median_time(lambda: step(x))
+    x = (torch.rand(batch_size, 1, 64, 64) > 0.9).float().to(device)
+
+    def one():
+        step(x)
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    seconds = median_time(one)
     return {
         "params": sum(p.numel() for p in model.parameters()),
         "steps_per_sec": 1 / seconds,
         "images_per_sec": batch_size / seconds,
         "torch": torch.__version__,
+        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "threads": torch.get_num_threads(),
     }
 
 
-def time_torch_in_subprocess() -> dict:
+def time_torch_in_subprocess(device: str) -> dict:
     """time_torch() in a fresh process (with vae_jax's allocator settings, which help PyTorch too).
 
     In the process that has just run the JAX steps, PyTorch measured ~25 % slower: the
     OpenMP threads of oneDNN's kernels (vae_jax.ops.native) and PyTorch's own compete. Each
-    framework therefore gets a process of its own, one after the other.
+    framework therefore gets a process of its own, one after the other. On a GPU both run on
+    it (PyTorch eager, as its users write it; JAX's step jitted).
     """
-    cmd = [sys.executable, "-m", "benchmarks.step_time", "--torch-only"]
+    cmd = [sys.executable, "-m", "benchmarks.step_time", "--torch-only", device]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode:
         raise RuntimeError(f"timing PyTorch failed (pass --no-torch to skip it):\n{result.stderr[-2000:]}")
@@ -193,13 +201,13 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default=None)
     parser.add_argument("--no-torch", action="store_true")
-    parser.add_argument("--torch-only", action="store_true", help="print time_torch() as JSON and exit")
+    parser.add_argument("--torch-only", metavar="DEVICE", help="print time_torch(device) as JSON, exit")
     parser.add_argument("--only", default=None, help="comma-separated config names")
     parser.add_argument("--isa", default=None, help="comma-separated: native, " + ", ".join(ISA_ENV))
     parser.add_argument("--json-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.torch_only:
-        print(json.dumps(time_torch()))
+        print(json.dumps(time_torch(device=args.torch_only)))
         return
     if args.isa:
         argv = [*(["--only", args.only] if args.only else []), *(["--no-torch"] if args.no_torch else [])]
@@ -213,7 +221,8 @@ def main():
         if not args.json_only:
             print(name, json.dumps(results["configs"][name]), flush=True)
     if not args.no_torch:
-        results["torch_beta_vae_dsprites"] = time_torch_in_subprocess()
+        device = "cuda" if jax.default_backend() == "gpu" else "cpu"
+        results["torch_beta_vae_dsprites"] = time_torch_in_subprocess(device)
         jax_rate = results["configs"].get("beta_vae_dsprites_64x64", {}).get("steps_per_sec")
         if jax_rate:
             results["jax_over_torch"] = jax_rate / results["torch_beta_vae_dsprites"]["steps_per_sec"]
