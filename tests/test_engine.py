@@ -223,14 +223,15 @@ def test_worker_parts_import_no_trainer_dependencies():
     assert _fresh_python(code) == "[]"
 
 
-def test_a_run_on_procedural_data_imports_neither_tfds_nor_tensorflow():
-    """TFDS (and TensorFlow) load only with an image dataset: the main job and the study's sweeps
-    (procedural dSprites) start seconds sooner and run where TensorFlow is not installed."""
+def test_a_run_imports_tfds_and_sklearn_only_when_it_needs_them():
+    """TFDS (and TensorFlow) load only with an image dataset, scikit-learn only with a metric that
+    fits a classifier: the main job and the study's sweeps (procedural dSprites) start seconds
+    sooner, and run where TensorFlow is not installed (accelerator images often lack it)."""
     code = (
         "import sys; import experiments.run; from experiments import beta_vae; "
         "from vae_jax import data; from vae_jax.train import single, sweep; "
         "data.load_dataset(beta_vae.get_config('smoke')); "
-        "print([m for m in ('tensorflow', 'tensorflow_datasets') if m in sys.modules])"
+        "print([m for m in ('tensorflow', 'tensorflow_datasets', 'sklearn') if m in sys.modules])"
     )
     assert _fresh_python(code) == "[]"
 

@@ -19,8 +19,6 @@ References: beta-VAE score, Higgins et al. 2017; FactorVAE score, Kim & Mnih
 from collections.abc import Callable
 
 import numpy as np
-from sklearn import linear_model, svm
-from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 
 from vae_jax.errors import ConfigError
 from vae_jax.evaluate import disentanglement_extra, information
@@ -51,6 +49,8 @@ def beta_vae_score(data, representation_fn, rng, num_train=10_000, num_eval=5_00
 
     x_train, y_train = points(num_train)
     x_eval, y_eval = points(num_eval)
+    from sklearn import linear_model  # scikit-learn loads with the first metric that needs it (~0.7 s)
+
     model = linear_model.LogisticRegression(max_iter=1000, random_state=int(rng.integers(2**31)))
     model.fit(x_train, y_train)
     return {
@@ -107,6 +107,8 @@ def mig(data, representation_fn, rng, num_train=10_000, num_bins=20):
 
 
 def _importance_model(name: str, seed: int):
+    from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+
     if name == "random_forest":
         return RandomForestClassifier(
             n_estimators=100, max_features=None, min_samples_leaf=5, n_jobs=-1, random_state=seed
@@ -155,6 +157,8 @@ def _weighted_one_minus_entropy(importance: np.ndarray) -> float:
 def sap(data, representation_fn, rng, num_train=10_000, num_test=5_000, svm_c=0.01):
     """Separated attribute predictability: mean over factors of the top-1 - top-2 gap
     of single-latent linear-SVM accuracies (discrete factors, balanced class weights)."""
+    from sklearn import svm
+
     x_train, y_train = sample_codes(data, representation_fn, num_train, rng)
     x_test, y_test = sample_codes(data, representation_fn, num_test, rng)
     d, k = x_train.shape[1], y_train.shape[1]

@@ -12,7 +12,6 @@ mean and the sampled representation).
 """
 
 import numpy as np
-from sklearn import linear_model, metrics, multiclass
 
 from vae_jax.evaluate import codes, information
 
@@ -44,6 +43,8 @@ def _macro_auc(y: np.ndarray, classes: np.ndarray, proba: np.ndarray) -> float:
     """Mean over classes present in y (and absent somewhere) of the one-vs-rest ROC-AUC."""
     onehot = y[:, None] == classes[None, :]  # [N, C]
     keep = onehot.any(0) & ~onehot.all(0)
+    from sklearn import metrics
+
     return float(metrics.roc_auc_score(onehot[:, keep], proba[:, keep], average="macro"))
 
 
@@ -53,6 +54,8 @@ def explicitness_per_factor(x_train, y_train, x_test, y_test) -> tuple[float, fl
     One-vs-rest with normalized probabilities is what disentanglement_lib's
     `LogisticRegression()` did under the scikit-learn of its time (multi_class='ovr').
     """
+    from sklearn import linear_model, multiclass
+
     model = multiclass.OneVsRestClassifier(linear_model.LogisticRegression()).fit(x_train, y_train)
     classes = model.classes_
     return (
