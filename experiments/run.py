@@ -5,8 +5,15 @@
 
 Errors the user can fix (`vae_jax.errors.UserError`, and bad flags) end in one line
 and exit code 2; anything else is a bug and keeps its traceback.
+
+Compiled programs are kept in JAX's persistent compilation cache (default
+~/.cache/vae_jax/jax, at most 4 GiB, least recently used first out), so a rerun, a resume or
+`--mode=eval` of the same model skips XLA's compile (and cuDNN's autotuning on a GPU):
+`--compilation_cache=DIR` moves it, `--compilation_cache=` turns it off; JAX_COMPILATION_CACHE_DIR,
+where set, wins over the default.
 """
 
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -27,6 +34,12 @@ _ALLOW_CHANGE = flags.DEFINE_bool(
     "allow_config_change", False, "Resume a workdir even though its saved config differs."
 )
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Show Orbax's INFO lines and the traceback of user errors.")
+_CACHE = flags.DEFINE_string(
+    "compilation_cache",
+    str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vae_jax" / "jax"),
+    "JAX's persistent compilation cache directory ('' turns it off).",
+)
+CACHE_MAX_BYTES = 4 * 2**30
 flags.mark_flags_as_required(["config"])
 
 
@@ -43,9 +56,32 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
+def compilation_cache_dir(flag: str, given: bool, environ) -> str | None:
+    """The cache directory to set: the flag when given, else none where JAX_COMPILATION_CACHE_DIR
+    already sets one (JAX reads it), else the flag's default; None leaves JAX's setting alone."""
+    if not given and environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return None
+    return flag
+
+
+def _use_compilation_cache() -> None:
+    directory = compilation_cache_dir(_CACHE.value, flags.FLAGS["compilation_cache"].present, os.environ)
+    if directory is None:
+        return
+    if directory:
+        try:
+            Path(directory).mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a read-only home, say: run without the cache
+            logging.warning("No compilation cache (%s); pass --compilation_cache=DIR to keep one.", e)
+            directory = ""
+    jax.config.update("jax_compilation_cache_dir", directory or None)
+    jax.config.update("jax_compilation_cache_max_size", CACHE_MAX_BYTES if directory else -1)
+
+
 def main(argv):
     del argv
     allocator.keep_freed_memory()  # before XLA allocates; VAE_JAX_MALLOC=system keeps glibc's defaults
+    _use_compilation_cache()
     if not _VERBOSE.value:
         logging.get_absl_logger().addFilter(_QuietOrbax())
     config = _CONFIG.value

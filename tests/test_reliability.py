@@ -112,6 +112,26 @@ def run_module():
     flags.FLAGS.unparse_flags()
 
 
+def test_cli_keeps_compiled_programs_in_a_cache_it_can_be_told_about(run_module, tmp_path):
+    """Default ~/.cache/vae_jax/jax (reruns, resumes and --mode=eval skip XLA's compile); the flag
+    moves it or turns it off; JAX_COMPILATION_CACHE_DIR, where set (as by these tests), is kept."""
+    pick = run_module.compilation_cache_dir
+    assert pick("/default", False, {}) == "/default"
+    assert pick("/default", False, {"JAX_COMPILATION_CACHE_DIR": "/env"}) is None
+    assert pick("/mine", True, {"JAX_COMPILATION_CACHE_DIR": "/env"}) == "/mine"
+    assert pick("", True, {}) == ""
+    before = jax.config.jax_compilation_cache_dir, jax.config.jax_compilation_cache_max_size
+    try:
+        run_module.parse_flags(["run", BETA_VAE_SMOKE, f"--compilation_cache={tmp_path / 'cache'}"])
+        run_module._use_compilation_cache()
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "cache")
+        assert jax.config.jax_compilation_cache_max_size == run_module.CACHE_MAX_BYTES
+        assert (tmp_path / "cache").is_dir()
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before[0])
+        jax.config.update("jax_compilation_cache_max_size", before[1])
+
+
 def _cli_in_process(run_module, capsys, *args) -> str:
     """The stderr of experiments.run ARGS run in this process, which must exit with code 2: the
     same parse_flags and main as the command line, without a new process's imports (~6 s each).
