@@ -66,14 +66,17 @@ def time_config(config, shape) -> dict:
     batch_size = config.train.batch_size
     rng = jax.random.key(1)
     batch = sharding.global_batch(np.random.default_rng(0).random((batch_size, *shape), np.float32), mesh)
-    box = [state]
+    box = [state, None]
 
     def steps(get_batch, n):
         for _ in range(n):
-            box[0], metrics = step(box[0], get_batch(), rng)
-        jax.block_until_ready(metrics["loss"])
+            box[0], box[1] = step(box[0], get_batch(), rng)
+        jax.block_until_ready(box[1]["loss"])
 
-    seconds = median_time(lambda: steps(lambda: batch, 1))
+    def dispatch():
+        box[0], box[1] = step(box[0], batch, rng)
+
+    seconds = median_time(dispatch, sync=lambda: jax.block_until_ready(box[1]))
     result = {
         "params": num_params(box[0].params),
         "batch_size": batch_size,
@@ -134,20 +137,16 @@ def time_torch(batch_size: int = 64, device: str = "cpu") -> dict:
     step = make_step(model)
     x = (torch.rand(batch_size, 1, 64, 64) > 0.9).float().to(device)
 
-    def one():
-        step(x)
-        if device == "cuda":
-            torch.cuda.synchronize()
-
-    seconds = median_time(one)
-    return {
+    seconds = median_time(lambda: step(x), sync=torch.cuda.synchronize if device == "cuda" else None)
+    result = {
         "params": sum(p.numel() for p in model.parameters()),
         "steps_per_sec": 1 / seconds,
         "images_per_sec": batch_size / seconds,
         "torch": torch.__version__,
-        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
-        "threads": torch.get_num_threads(),
     }
+    if device == "cuda":
+        return {**result, "device": torch.cuda.get_device_name()}
+    return {**result, "device": "cpu", "threads": torch.get_num_threads()}
 
 
 def time_torch_in_subprocess(device: str) -> dict:

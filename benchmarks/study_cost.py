@@ -8,7 +8,7 @@ on this machine's default device:
     the analysis);
   - steps per second of one member's step, with `conv_impl='auto'`;
   - with `--sweep_seeds=K`, steps per second of the method's grid trained as one program of
-    6 x K members (`vae_jax.train.sweep_step`, 'auto' vectorization: vmap off the CPU), which is
+    (grid values) x K members (`vae_jax.train.sweep_step`, 'auto' vectorization: vmap off the CPU), which is
     how the study runs on an accelerator: one member's batch of 64 leaves a GPU mostly idle.
 The study's total (members x 300k steps) is then given in device time at the measured rates (the
 sweep's where measured, else one member's, members one after another), and, for comparison, at a
@@ -35,7 +35,6 @@ from vae_jax.train.sweep_spec import member_config, parse_sweep
 
 SHAPE = (64, 64, 1)
 STEPS_PER_MEMBER = 300_000  # unsupervised_study_v1
-GRID_SIZE = 6  # values per method's grid
 
 
 def method_config(method: str, conv_impl: str):
@@ -49,7 +48,7 @@ def method_config(method: str, conv_impl: str):
 def step_flops(method: str) -> float:
     """XLA's FLOP count of one member's train step, the conv layers as XLA convolutions, compiled
     for the CPU: on a GPU the analysis leaves out cuDNN's convolutions (custom calls; an H200
-    counted 0.25 of the 5.66 GFLOP of the beta-VAE's step)."""
+    counted 0.25 GFLOP of the beta-VAE step's 5.66)."""
     with jax.default_device(jax.devices("cpu")[0]):
         step, state, batch = train_step_and_inputs(method_config(method, "xla"), SHAPE)
         analysis = step.lower(state, batch, jax.random.key(1)).compile().cost_analysis()
@@ -62,11 +61,17 @@ def steps_per_second(method: str) -> float:
     return train_step_rate(*train_step_and_inputs(method_config(method, "auto"), SHAPE))
 
 
+def grid_size(method: str) -> int:
+    """Members of method's grid with one seed."""
+    config = locatello2019_study.get_config(method)
+    return len(parse_sweep(locatello2019_study.study_spec([method], num_seeds=1), config))
+
+
 def sweep_member_steps_per_second(method: str, seeds: int) -> float:
     """Member-steps per second of method's grid x `seeds` seeds trained as one program."""
     config = locatello2019_study.get_config(method)
     config.sweep.spec = locatello2019_study.study_spec([method], num_seeds=seeds)
-    return GRID_SIZE * seeds * sweep_step_rate(config, SHAPE)
+    return grid_size(method) * seeds * sweep_step_rate(config, SHAPE)
 
 
 def main():
@@ -87,18 +92,17 @@ def main():
     for m in methods:
         row = {"gflops_per_step": step_flops(m) / 1e9, "steps_per_sec": steps_per_second(m)}
         if args.sweep_seeds:
-            row["sweep_members"] = GRID_SIZE * args.sweep_seeds
+            row["sweep_members"] = grid_size(m) * args.sweep_seeds
             row["sweep_member_steps_per_sec"] = sweep_member_steps_per_second(m, args.sweep_seeds)
         per_method[m] = row
         print(m, row, flush=True)
-    members_per_method = GRID_SIZE * args.seeds
-    member_steps = members_per_method * STEPS_PER_MEMBER
-    seconds_one_by_one = sum(member_steps / r["steps_per_sec"] for r in per_method.values())
-    flops = sum(member_steps * r["gflops_per_step"] * 1e9 for r in per_method.values())
+    member_steps = {m: grid_size(m) * args.seeds * STEPS_PER_MEMBER for m in methods}
+    seconds_one_by_one = sum(member_steps[m] / r["steps_per_sec"] for m, r in per_method.items())
+    flops = sum(member_steps[m] * r["gflops_per_step"] * 1e9 for m, r in per_method.items())
     result = {
         "environment": environment(),
         "per_method": per_method,
-        "members": len(methods) * members_per_method,
+        "members": sum(grid_size(m) for m in methods) * args.seeds,
         "steps_per_member": STEPS_PER_MEMBER,
         "total_pflop": flops / 1e15,
         "device_days_one_member_at_a_time": seconds_one_by_one / 86400,
@@ -107,7 +111,7 @@ def main():
         "benchmark_seconds": time.perf_counter() - started,
     }
     if args.sweep_seeds:
-        swept = sum(member_steps / r["sweep_member_steps_per_sec"] for r in per_method.values())
+        swept = sum(member_steps[m] / r["sweep_member_steps_per_sec"] for m, r in per_method.items())
         result["device_hours_as_sweeps"] = swept / 3600
         result["sustained_tflops_as_sweeps"] = flops / swept / 1e12
     write_results(result, args.out)

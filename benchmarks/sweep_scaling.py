@@ -20,8 +20,13 @@ def measure(n: int, repeats: int, iters: int, vectorize: str) -> dict:
     config.sweep.vectorize = vectorize
     config.sweep.spec = "loss.beta=" + ",".join(str(1.0 + i) for i in range(n))
     seconds = 1.0 / sweep_step_rate(config, (64, 64, 1), repeats=repeats, iters=iters)
-    mode = sweep_step.vectorization(config)
-    return {"members": n, "vectorize": mode, "step_seconds": seconds, "images_per_sec": n * 64 / seconds}
+    images = n * config.train.batch_size / seconds
+    return {
+        "members": n,
+        "vectorize": sweep_step.vectorization(config),
+        "step_seconds": seconds,
+        "images_per_sec": images,
+    }
 
 
 def main():

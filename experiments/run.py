@@ -35,12 +35,10 @@ _ALLOW_CHANGE = flags.DEFINE_bool(
 )
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Show Orbax's INFO lines and the traceback of user errors.")
 _CACHE = flags.DEFINE_string(
-    "compilation_cache",
-    str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vae_jax" / "jax"),
-    "JAX's persistent compilation cache directory ('' turns it off).",
+    "compilation_cache", None, "JAX's persistent compilation cache directory ('' turns it off)."
 )
-CACHE_MAX_BYTES = 4 * 2**30
 flags.mark_flags_as_required(["config"])
+CACHE_MAX_BYTES = 4 * 2**30
 
 
 class _QuietOrbax(logging.logging.Filter):
@@ -56,26 +54,29 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
-def compilation_cache_dir(flag: str, given: bool, environ) -> str | None:
-    """The cache directory to set: the flag when given, else none where JAX_COMPILATION_CACHE_DIR
-    already sets one (JAX reads it), else the flag's default; None leaves JAX's setting alone."""
-    if not given and environ.get("JAX_COMPILATION_CACHE_DIR"):
+def compilation_cache_dir(flag: str | None, environ) -> str | None:
+    """The cache directory to set: the flag's when given ('' for none); else None where
+    JAX_COMPILATION_CACHE_DIR sets one (JAX reads it); else $XDG_CACHE_HOME/vae_jax/jax."""
+    if flag is not None:
+        return flag
+    if environ.get("JAX_COMPILATION_CACHE_DIR"):
         return None
-    return flag
+    return str(Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vae_jax" / "jax")
 
 
 def _use_compilation_cache() -> None:
-    directory = compilation_cache_dir(_CACHE.value, flags.FLAGS["compilation_cache"].present, os.environ)
+    try:
+        directory = compilation_cache_dir(_CACHE.value, os.environ)
+        if directory:
+            Path(directory).mkdir(parents=True, exist_ok=True)
+    except (OSError, RuntimeError) as e:  # a read-only or unknown home: run without the cache
+        logging.warning("No compilation cache (%s); pass --compilation_cache=DIR to keep one.", e)
+        directory = ""
     if directory is None:
         return
-    if directory:
-        try:
-            Path(directory).mkdir(parents=True, exist_ok=True)
-        except OSError as e:  # a read-only home, say: run without the cache
-            logging.warning("No compilation cache (%s); pass --compilation_cache=DIR to keep one.", e)
-            directory = ""
     jax.config.update("jax_compilation_cache_dir", directory or None)
-    jax.config.update("jax_compilation_cache_max_size", CACHE_MAX_BYTES if directory else -1)
+    if directory and "JAX_COMPILATION_CACHE_MAX_SIZE" not in os.environ:
+        jax.config.update("jax_compilation_cache_max_size", CACHE_MAX_BYTES)
 
 
 def main(argv):

@@ -139,6 +139,8 @@ NOTEBOOKS = {
 def main():
     here = Path(__file__).parent
     for name, cells in NOTEBOOKS.items():
+        for i, cell in enumerate(cells):  # stable ids: regenerating leaves unchanged cells unchanged
+            cell.id = f"cell-{i}"
         nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}})
         nbformat.write(nb, here / f"{name}.ipynb")
 

@@ -1,6 +1,7 @@
 """Data: the idx reader, the TFDS builders on generated files, dSprites, batching, errors."""
 
 import gzip
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,13 @@ def test_missing_dataset_message_says_what_to_do(tmp_path, tfds_dir):
     msg = str(e.value)
     assert "fashion_mnist" in msg and str(tmp_path / "nowhere") in msg
     assert "apt-get install dataset-fashion-mnist" in msg and "--config.data.local_dir" in msg
+
+
+def test_an_image_dataset_without_tfds_says_what_to_install(tmp_path, tfds_dir, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import raises ImportError
+    c = _data_config(tmp_path / "nowhere", tfds_dir, name="fashion_mnist")
+    with pytest.raises(DatasetUnavailableError, match="TensorFlow Datasets.*pip install -e .*dsprites"):
+        load_image_splits(c.data, "test")
 
 
 def test_batches_are_deterministic_resumable_and_sharded():

@@ -1,9 +1,6 @@
 """Loading datasets into memory: TFDS catalog, local idx files through TFDS; the ground-truth registry.
 
-TFDS (and TensorFlow under it) is imported only when an image dataset is loaded: a run on a
-procedural ground-truth dataset (the main job, the study's sweeps) never imports it, which saves
-seconds per process and lets such runs work where TensorFlow is not installed (accelerator
-images often lack it).
+TFDS is imported only when an image dataset is loaded (procedural data runs without TensorFlow).
 """
 
 import dataclasses
@@ -95,7 +92,14 @@ def _unavailable(cfg, local: Path | None, reason: str) -> DatasetUnavailableErro
 
 def get_builder(cfg: ml_collections.ConfigDict) -> "tfds.core.DatasetBuilder":
     """A prepared TFDS builder for cfg.name, from local idx files or the TFDS catalog."""
-    import tensorflow_datasets as tfds
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as e:
+        raise DatasetUnavailableError(
+            f"dataset {cfg.name!r} is read through TensorFlow Datasets, which does not import here "
+            f"({e}). To fix: pip install -e . (it installs tensorflow-datasets and tensorflow-cpu), "
+            "or train on a procedural dataset (data.name=dsprites)"
+        ) from e
 
     from vae_jax.data import builders
 

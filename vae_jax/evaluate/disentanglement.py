@@ -31,6 +31,7 @@ def beta_vae_score(data, representation_fn, rng, num_train=10_000, num_eval=5_00
     Each point: a factor k uniform at random; batch_size pairs whose factor k agrees;
     feature = mean |z1 - z2| over the pairs (Higgins et al. 2017, Sec. 3).
     """
+    from sklearn import linear_model  # scikit-learn loads with the first metric that fits a model
 
     def points(n, chunk=64):
         k = rng.integers(0, data.num_factors, size=n)  # [n]
@@ -49,8 +50,6 @@ def beta_vae_score(data, representation_fn, rng, num_train=10_000, num_eval=5_00
 
     x_train, y_train = points(num_train)
     x_eval, y_eval = points(num_eval)
-    from sklearn import linear_model  # scikit-learn loads with the first metric that needs it (~0.7 s)
-
     model = linear_model.LogisticRegression(max_iter=1000, random_state=int(rng.integers(2**31)))
     model.fit(x_train, y_train)
     return {

@@ -41,10 +41,10 @@ def _standardize(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.nd
 
 def _macro_auc(y: np.ndarray, classes: np.ndarray, proba: np.ndarray) -> float:
     """Mean over classes present in y (and absent somewhere) of the one-vs-rest ROC-AUC."""
-    onehot = y[:, None] == classes[None, :]  # [N, C]
-    keep = onehot.any(0) & ~onehot.all(0)
     from sklearn import metrics
 
+    onehot = y[:, None] == classes[None, :]  # [N, C]
+    keep = onehot.any(0) & ~onehot.all(0)
     return float(metrics.roc_auc_score(onehot[:, keep], proba[:, keep], average="macro"))
 
 
