@@ -6,11 +6,12 @@
 Errors the user can fix (`vae_jax.errors.UserError`, and bad flags) end in one line
 and exit code 2; anything else is a bug and keeps its traceback.
 
-Compiled programs are kept in JAX's persistent compilation cache (default
+On a GPU or TPU, compiled programs are kept in JAX's persistent compilation cache (default
 ~/.cache/vae_jax/jax, at most 4 GiB, least recently used first out), so a rerun, a resume or
-`--mode=eval` of the same model skips XLA's compile (and cuDNN's autotuning on a GPU):
-`--compilation_cache=DIR` moves it, `--compilation_cache=` turns it off; JAX_COMPILATION_CACHE_DIR,
-where set, wins over the default.
+`--mode=eval` of the same model skips XLA's compile and cuDNN's autotuning (most of a short
+run's time there). `--compilation_cache=DIR` keeps one on a CPU too (off by default there: some
+CPUs' XLA builds reject every cached program with an error line, jax-ml/jax#38445),
+`--compilation_cache=` turns it off; JAX_COMPILATION_CACHE_DIR, where set, wins over the default.
 """
 
 import os
@@ -54,19 +55,19 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
-def compilation_cache_dir(flag: str | None, environ) -> str | None:
-    """The cache directory to set: the flag's when given ('' for none); else None where
-    JAX_COMPILATION_CACHE_DIR sets one (JAX reads it); else $XDG_CACHE_HOME/vae_jax/jax."""
+def compilation_cache_dir(flag: str | None, environ, platform: str) -> str | None:
+    """The cache directory to set: the flag's when given ('' for none); else None (JAX's own
+    setting) where JAX_COMPILATION_CACHE_DIR is set or on a CPU; else $XDG_CACHE_HOME/vae_jax/jax."""
     if flag is not None:
         return flag
-    if environ.get("JAX_COMPILATION_CACHE_DIR"):
+    if environ.get("JAX_COMPILATION_CACHE_DIR") or platform == "cpu":
         return None
     return str(Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vae_jax" / "jax")
 
 
 def _use_compilation_cache() -> None:
     try:
-        directory = compilation_cache_dir(_CACHE.value, os.environ)
+        directory = compilation_cache_dir(_CACHE.value, os.environ, jax.default_backend())
         if directory:
             Path(directory).mkdir(parents=True, exist_ok=True)
     except (OSError, RuntimeError) as e:  # a read-only or unknown home: run without the cache

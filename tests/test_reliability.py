@@ -113,14 +113,16 @@ def run_module():
 
 
 def test_cli_keeps_compiled_programs_in_a_cache_it_can_be_told_about(run_module, tmp_path):
-    """Default ~/.cache/vae_jax/jax (reruns, resumes and --mode=eval skip XLA's compile); the flag
-    moves it or turns it off; JAX_COMPILATION_CACHE_DIR, where set (as by these tests), is kept."""
+    """Default on an accelerator ~/.cache/vae_jax/jax (reruns, resumes and --mode=eval skip the
+    compile), off on a CPU; the flag moves it or turns it off anywhere; JAX_COMPILATION_CACHE_DIR,
+    where set (as by these tests), is kept."""
     pick = run_module.compilation_cache_dir
-    assert pick(None, {"XDG_CACHE_HOME": "/xdg"}) == "/xdg/vae_jax/jax"
-    assert pick(None, {"XDG_CACHE_HOME": "", "HOME": "/h"}).endswith("/.cache/vae_jax/jax")
-    assert pick(None, {"JAX_COMPILATION_CACHE_DIR": "/env"}) is None
-    assert pick("/mine", {"JAX_COMPILATION_CACHE_DIR": "/env"}) == "/mine"
-    assert pick("", {}) == ""
+    assert pick(None, {"XDG_CACHE_HOME": "/xdg"}, "gpu") == "/xdg/vae_jax/jax"
+    assert pick(None, {"XDG_CACHE_HOME": "", "HOME": "/h"}, "tpu").endswith("/.cache/vae_jax/jax")
+    assert pick(None, {"XDG_CACHE_HOME": "/xdg"}, "cpu") is None
+    assert pick(None, {"JAX_COMPILATION_CACHE_DIR": "/env"}, "gpu") is None
+    assert pick("/mine", {"JAX_COMPILATION_CACHE_DIR": "/env"}, "cpu") == "/mine"
+    assert pick("", {}, "gpu") == ""
     before = jax.config.jax_compilation_cache_dir, jax.config.jax_compilation_cache_max_size
     try:
         run_module.parse_flags(["run", BETA_VAE_SMOKE, f"--compilation_cache={tmp_path / 'cache'}"])
