@@ -2,6 +2,7 @@
 
   python -m experiments.run --config=experiments/beta_vae.py:quick \
       [--config.loss.beta=8.0 ...] [--workdir=runs/mine] [--mode=train|eval]
+      [--num_processes=N --process_id=I --coordinator_address=HOST:PORT | --distributed]
 
 Errors the user can fix (`vae_jax.errors.UserError`, and bad flags) end in one line
 and exit code 2; anything else is a bug and keeps its traceback.
@@ -35,6 +36,16 @@ _ALLOW_CHANGE = flags.DEFINE_bool(
     "allow_config_change", False, "Resume a workdir even though its saved config differs."
 )
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Show Orbax's INFO lines and the traceback of user errors.")
+_PROCESSES = flags.DEFINE_integer(
+    "num_processes",
+    None,
+    "Multi-host: run this command once per process, each with --process_id "
+    "and the same --coordinator_address (host:port of process 0); jax.distributed.initialize() "
+    "starts first. Without these flags --distributed lets JAX detect the cluster (TPU, SLURM, MPI).",
+)
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (with --num_processes).")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-host).")
+_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() first.")
 _CACHE = flags.DEFINE_string(
     "compilation_cache", None, "JAX's persistent compilation cache directory ('' turns it off)."
 )
@@ -80,8 +91,20 @@ def _use_compilation_cache() -> None:
         jax.config.update("jax_compilation_cache_max_size", CACHE_MAX_BYTES)
 
 
+def _initialize_distributed() -> None:
+    """jax.distributed.initialize(), before anything touches a device, when asked for."""
+    given = {
+        "coordinator_address": _COORDINATOR.value,
+        "num_processes": _PROCESSES.value,
+        "process_id": _PROCESS_ID.value,
+    }
+    if _DISTRIBUTED.value or any(v is not None for v in given.values()):
+        jax.distributed.initialize(**{k: v for k, v in given.items() if v is not None})
+
+
 def main(argv):
     del argv
+    _initialize_distributed()
     allocator.keep_freed_memory()  # before XLA allocates; VAE_JAX_MALLOC=system keeps glibc's defaults
     _use_compilation_cache()
     if not _VERBOSE.value:

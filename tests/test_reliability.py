@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests import multiprocess_worker
-from tests.helpers import ROOT, cli, device_count_flags, load_config
+from tests.helpers import ROOT, cli, device_count_flags, final_params, load_config
 from vae_jax import data as data_lib
 from vae_jax.train import ConfigError, NonFiniteError, checkpoint, engine, train_and_evaluate, validate_config
 from vae_jax.train.workdir import Workdir, read_metrics
@@ -335,6 +335,48 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_command_line_processes_train_and_evaluate_like_one(tmp_path, idx_dir):
+    """Multi-host through the command line: two processes on loopback (one CPU device each;
+    --num_processes/--process_id/--coordinator_address start jax.distributed) train, checkpoint
+    and evaluate together, ending with the checkpoint and results of one process trained on the
+    whole batch (here, while they run). Each process prepares TFDS in a directory of its own."""
+    args = [f"--config={ROOT / 'experiments/vae.py'}:smoke", "--config.data.source=local",
+            f"--config.data.local_dir={idx_dir}", f"--workdir={tmp_path / 'two'}", "--num_processes=2",
+            f"--coordinator_address=127.0.0.1:{_free_port()}"]  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
+    logs = [open(tmp_path / f"p{i}.log", "w") for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "experiments.run",
+                *args,
+                f"--process_id={i}",
+                f"--config.data.data_dir={tmp_path / f'tfds{i}'}",
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=logs[i],
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        for i in range(2)
+    ]
+    config = load_config("vae", "smoke")
+    config.data.update(source="local", local_dir=str(idx_dir), data_dir=str(tmp_path / "tfds"))
+    single = train_and_evaluate(config, tmp_path / "one")
+    codes = [p.wait(timeout=300) for p in procs]
+    assert codes == [0, 0], "\n".join((tmp_path / f"p{i}.log").read_text()[-3000:] for i in range(2))
+    two = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert two.keys() == single.keys() and two["step"] == single["step"] == config.train.num_steps
+    for key in single:
+        np.testing.assert_allclose(two[key], single[key], rtol=1e-5, err_msg=key)
+    one_params, two_params = final_params(config, tmp_path / "one"), final_params(config, tmp_path / "two")
+    for key in one_params:
+        np.testing.assert_allclose(two_params[key], one_params[key], rtol=1e-5, atol=1e-6, err_msg=key)
 
 
 @pytest.mark.slow

@@ -15,9 +15,13 @@ from vae_jax.train.workdir import read_metrics
 
 
 def jitted_eval_step(run: Run):
-    """The run's eval step, jitted with the batch sharded on its mesh and the state replicated."""
+    """The run's eval step, jitted with the batch sharded on its mesh and the state replicated; in
+    a multi-process run, on this process's devices (see `evaluate`)."""
+    step = make_eval_step(run.config.loss.likelihood)
+    if jax.process_count() > 1:
+        return jax.jit(step)
     repl, data_sh = sharding.replicated(run.mesh), sharding.data_sharding(run.mesh)
-    return jax.jit(make_eval_step(run.config.loss.likelihood), in_shardings=(repl, data_sh, repl))
+    return jax.jit(step, in_shardings=(repl, data_sh, repl))
 
 
 def evaluate(run: Run, state, eval_step, final: bool = False) -> dict:
@@ -27,12 +31,16 @@ def evaluate(run: Run, state, eval_step, final: bool = False) -> dict:
     (config.eval.disentanglement) run at the final evaluation only: they take minutes on a CPU.
     """
     config, dataset = run.config, run.dataset
+    # In a multi-process run every process evaluates the whole eval set with its copy of the
+    # state, as one process would (only process 0 writes); else the batches are sharded.
+    to_device = lambda x: sharding.global_batch(x, run.mesh)  # noqa: E731
+    if jax.process_count() > 1:
+        state, to_device = sharding.process_local(state), (lambda x: x)
     step = int(jax.device_get(state.step))
     rng = jax.random.fold_in(jax.random.key(config.seed), 2)
     per_example = eval_metrics.evaluate_per_example(
-        eval_step, state, dataset.eval_images, config.eval.batch_size, rng,
-        to_device=lambda x: sharding.global_batch(x, run.mesh),
-    )  # fmt: skip
+        eval_step, state, dataset.eval_images, config.eval.batch_size, rng, to_device=to_device
+    )
     num_codes = run.model.quantizer.codebook_size if isinstance(run.model, VQVAE) else None
     summary = eval_metrics.summarize(per_example, num_codes)
     kl_per_dim = per_example["kl_per_dim"].mean(0) if "kl_per_dim" in per_example else None

@@ -46,3 +46,21 @@ def global_batch(local: np.ndarray, mesh: jax.sharding.Mesh) -> jax.Array:
         return jax.device_put(local, sharding)
     global_shape = (local.shape[0] * jax.process_count(), *local.shape[1:])
     return jax.make_array_from_process_local_data(sharding, local, global_shape)
+
+
+def process_local(tree):
+    """tree with every array as a copy on this process's first device, for work each process does
+    on its own (evaluation in a multi-process run): a replicated array is its local copy, a sharded
+    one is gathered from all processes (a collective: every process must call this)."""
+    from jax.experimental import multihost_utils
+
+    device = jax.local_devices()[0]
+
+    def local(x):
+        if not isinstance(x, jax.Array):
+            return x
+        if x.is_fully_replicated:
+            return jax.device_put(x.addressable_data(0), device)
+        return jax.device_put(multihost_utils.process_allgather(x, tiled=True), device)
+
+    return jax.tree.map(local, tree)
