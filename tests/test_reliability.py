@@ -12,7 +12,6 @@ import jax
 import numpy as np
 import pytest
 
-from tests import multiprocess_worker
 from tests.helpers import ROOT, cli, device_count_flags, final_params, load_config
 from vae_jax import data as data_lib
 from vae_jax.train import ConfigError, NonFiniteError, checkpoint, engine, train_and_evaluate, validate_config
@@ -337,65 +336,55 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_two_command_line_processes_train_and_evaluate_like_one(tmp_path, idx_dir):
-    """Multi-host through the command line: two processes on loopback (one CPU device each;
-    --num_processes/--process_id/--coordinator_address start jax.distributed) train, checkpoint
-    and evaluate together, ending with the checkpoint and results of one process trained on the
-    whole batch (here, while they run). Each process prepares TFDS in a directory of its own."""
-    args = [f"--config={ROOT / 'experiments/vae.py'}:smoke", "--config.data.source=local",
-            f"--config.data.local_dir={idx_dir}", f"--workdir={tmp_path / 'two'}", "--num_processes=2",
-            f"--coordinator_address=127.0.0.1:{_free_port()}"]  # fmt: skip
+def _two_processes(tmp_path, name: str, *args) -> list[subprocess.Popen]:
+    """Two command-line processes of one run on loopback (one CPU device each; the flags start
+    jax.distributed), each preparing TFDS in a directory of its own; logs in tmp_path."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
-    logs = [open(tmp_path / f"p{i}.log", "w") for i in range(2)]
-    procs = [
+    common = [*args, f"--workdir={tmp_path / name}", "--num_processes=2",
+              f"--coordinator_address=127.0.0.1:{_free_port()}"]  # fmt: skip
+    return [
         subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "experiments.run",
-                *args,
+                *common,
                 f"--process_id={i}",
-                f"--config.data.data_dir={tmp_path / f'tfds{i}'}",
+                f"--config.data.data_dir={tmp_path / f'tfds_{name}{i}'}",
             ],
             cwd=tmp_path,
             env=env,
-            stdout=logs[i],
+            stdout=open(tmp_path / f"{name}{i}.log", "w"),
             stderr=subprocess.STDOUT,
         )  # fmt: skip
         for i in range(2)
     ]
-    config = load_config("vae", "smoke")
-    config.data.update(source="local", local_dir=str(idx_dir), data_dir=str(tmp_path / "tfds"))
-    single = train_and_evaluate(config, tmp_path / "one")
-    codes = [p.wait(timeout=300) for p in procs]
-    assert codes == [0, 0], "\n".join((tmp_path / f"p{i}.log").read_text()[-3000:] for i in range(2))
-    two = json.loads((tmp_path / "two" / "results.json").read_text())
-    assert two.keys() == single.keys() and two["step"] == single["step"] == config.train.num_steps
-    for key in single:
-        np.testing.assert_allclose(two[key], single[key], rtol=1e-5, err_msg=key)
-    one_params, two_params = final_params(config, tmp_path / "one"), final_params(config, tmp_path / "two")
-    for key in one_params:
-        np.testing.assert_allclose(two_params[key], one_params[key], rtol=1e-5, atol=1e-6, err_msg=key)
 
 
 @pytest.mark.slow
-def test_two_processes_train_like_one(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
-    worker = [sys.executable, str(ROOT / "tests/multiprocess_worker.py")]
-    port = str(_free_port())
-    procs = [
-        subprocess.Popen([*worker, str(i), "2", port, str(tmp_path / f"p{i}.npz")], env=env) for i in range(2)
-    ]
-    # The single-process reference in this process (one CPU device, as in its own process) while
-    # the two train: a third process would only add its start-up.
-    multiprocess_worker.main(0, 1, 0, str(tmp_path / "single.npz"))
-    assert [p.wait(timeout=300) for p in procs] == [0, 0]
-    single = dict(np.load(tmp_path / "single.npz"))
-    assert int(single.pop("__processes__")) == 1
-    for i in range(2):
-        multi = dict(np.load(tmp_path / f"p{i}.npz"))
-        assert int(multi.pop("__processes__")) == 2 and int(multi.pop("__devices__")) == 2
-        single.pop("__devices__", None)
-        for k in single:
-            np.testing.assert_allclose(multi[k], single[k], rtol=1e-5, atol=1e-6, err_msg=k)
+def test_two_command_line_processes_train_and_evaluate_like_one(tmp_path, idx_dir):
+    """Multi-host through the command line: a run and a 2-member sweep, each as two processes on
+    loopback, each process reading its own rows of every global batch (dynamic binarization: a
+    process that read the whole batch would change the result), train, checkpoint and evaluate
+    together and end with the checkpoint and results of one process trained on the whole batch
+    (here, while they run); the sweep's member with the same config ends with the same results."""
+    args = [f"--config={ROOT / 'experiments/vae.py'}:smoke", "--config.data.source=local",
+            f"--config.data.local_dir={idx_dir}"]  # fmt: skip
+    procs = _two_processes(tmp_path, "run", *args)
+    procs += _two_processes(tmp_path, "sweep", *args, "--config.sweep.spec=loss.beta=1,4")
+    config = load_config("vae", "smoke")
+    config.data.update(source="local", local_dir=str(idx_dir), data_dir=str(tmp_path / "tfds"))
+    assert config.loss.beta == 1.0 and config.data.binarize == "dynamic"
+    single = train_and_evaluate(config, tmp_path / "one")
+    codes = [p.wait(timeout=600) for p in procs]
+    assert codes == [0] * 4, "\n".join(p.read_text()[-3000:] for p in sorted(tmp_path.glob("*.log")))
+    two = json.loads((tmp_path / "run" / "results.json").read_text())
+    (member,) = [m for m in json.loads((tmp_path / "sweep" / "results.json").read_text())["members"]
+                 if m["loss.beta"] == 1]  # fmt: skip
+    assert two.keys() == single.keys() and two["step"] == member["step"] == config.train.num_steps
+    for key in single:
+        np.testing.assert_allclose(two[key], single[key], rtol=1e-5, err_msg=key)
+        np.testing.assert_allclose(member[key], single[key], rtol=1e-5, err_msg=f"sweep member: {key}")
+    one_params, two_params = final_params(config, tmp_path / "one"), final_params(config, tmp_path / "run")
+    for key in one_params:
+        np.testing.assert_allclose(two_params[key], one_params[key], rtol=1e-5, atol=1e-6, err_msg=key)

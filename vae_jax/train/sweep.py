@@ -85,8 +85,10 @@ class _Program:
         run = engine.build_run(self.configs[0], self.writer, program_dir, num_sweep=num_sweep)
         try:
             member_sh = NamedSharding(run.mesh, P("sweep"))
-            state, rngs = create_sweep_state(run.model, self.configs, run.dataset.data_shape)
-            state, rngs = jax.device_put(state, member_sh), jax.device_put(rngs, member_sh)
+            # Placed by a jitted identity, which (unlike device_put) also builds arrays that span
+            # other processes' devices in a multi-process run.
+            place = jax.jit(lambda tree: tree, out_shardings=member_sh)
+            state, rngs = place(create_sweep_state(run.model, self.configs, run.dataset.data_shape))
             state = engine.resume(run, state)
             hooks = engine.Hooks(
                 log=lambda step, m: self._log(writers, step, m),

@@ -19,7 +19,11 @@ from vae_jax.train.steps import make_train_step
 
 
 def sweep_axis(num_members: int) -> int:
-    """The largest device count that divides both the members and the devices."""
+    """The largest device count that divides both the members and the devices; 1 in a multi-process
+    run, where every process holds all members and the devices split the batch (members split
+    across processes would need gathers for each log line and evaluation)."""
+    if jax.process_count() > 1:
+        return 1
     return max(
         d for d in range(1, jax.device_count() + 1) if jax.device_count() % d == 0 and num_members % d == 0
     )
