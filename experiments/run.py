@@ -98,8 +98,13 @@ def _initialize_distributed() -> None:
         "num_processes": _PROCESSES.value,
         "process_id": _PROCESS_ID.value,
     }
-    if _DISTRIBUTED.value or any(v is not None for v in given.values()):
-        jax.distributed.initialize(**{k: v for k, v in given.items() if v is not None})
+    named = {k: v for k, v in given.items() if v is not None}
+    if named and len(named) < len(given):
+        missing = ", ".join(f"--{k}" for k in given if k not in named)
+        _fail(f"multi-host needs --coordinator_address, --num_processes and --process_id together "
+              f"(missing {missing}), or --distributed alone on a cluster JAX detects")  # fmt: skip
+    if _DISTRIBUTED.value or named:
+        jax.distributed.initialize(**named)
 
 
 def main(argv):
@@ -111,7 +116,10 @@ def main(argv):
         logging.get_absl_logger().addFilter(_QuietOrbax())
     config = _CONFIG.value
     workdir = _WORKDIR.value or Path("runs") / config.name  # e.g. runs/beta_vae_quick
-    logging.info("JAX %s, devices: %s", jax.__version__, jax.devices())
+    logging.info(
+        "JAX %s, devices: %s, process %d of %d",
+        jax.__version__, jax.devices(), jax.process_index() + 1, jax.process_count(),
+    )  # fmt: skip
     logging.info("Workdir: %s", workdir)
     try:
         if _MODE.value == "eval":

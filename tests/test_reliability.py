@@ -6,6 +6,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -178,6 +179,14 @@ def test_cli_reports_a_workdir_that_is_a_file_in_one_line(tmp_path, capsys, run_
     )  # fmt: skip
 
 
+def test_cli_reports_an_incomplete_multi_host_setup_in_one_line(capsys, run_module):
+    stderr = _cli_in_process(run_module, capsys, BETA_VAE_SMOKE, "--num_processes=2", "--process_id=1")
+    _assert_one_line(
+        stderr, "error: multi-host needs --coordinator_address, --num_processes and --process_id together "
+        "(missing --coordinator_address), or --distributed alone on a cluster JAX detects",
+    )  # fmt: skip
+
+
 def test_cli_reports_eval_without_checkpoints_in_one_line(tmp_path, capsys, run_module):
     stderr = _cli_in_process(run_module, capsys, BETA_VAE_SMOKE, f"--workdir={tmp_path}/w", "--mode=eval")
     _assert_one_line(stderr, f"error: no checkpoints/ in {tmp_path}/w: train first (--mode=train)")
@@ -338,46 +347,51 @@ def _free_port() -> int:
 
 def _two_processes(tmp_path, name: str, *args) -> list[subprocess.Popen]:
     """Two command-line processes of one run on loopback (one CPU device each; the flags start
-    jax.distributed), each preparing TFDS in a directory of its own; logs in tmp_path."""
+    jax.distributed); their output in tmp_path/<name><i>.log."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
     common = [*args, f"--workdir={tmp_path / name}", "--num_processes=2",
               f"--coordinator_address=127.0.0.1:{_free_port()}"]  # fmt: skip
-    return [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "experiments.run",
-                *common,
-                f"--process_id={i}",
-                f"--config.data.data_dir={tmp_path / f'tfds_{name}{i}'}",
-            ],
-            cwd=tmp_path,
-            env=env,
-            stdout=open(tmp_path / f"{name}{i}.log", "w"),
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        for i in range(2)
-    ]
+    procs = []
+    for i in range(2):
+        with open(tmp_path / f"{name}{i}.log", "w") as log:
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "experiments.run", *common, f"--process_id={i}"],
+                cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+            ))  # fmt: skip
+    return procs
 
 
 @pytest.mark.slow
 def test_two_command_line_processes_train_and_evaluate_like_one(tmp_path, idx_dir):
-    """Multi-host through the command line: a run and a 2-member sweep, each as two processes on
-    loopback, each process reading its own rows of every global batch (dynamic binarization: a
-    process that read the whole batch would change the result), train, checkpoint and evaluate
-    together and end with the checkpoint and results of one process trained on the whole batch
-    (here, while they run); the sweep's member with the same config ends with the same results."""
-    args = [f"--config={ROOT / 'experiments/vae.py'}:smoke", "--config.data.source=local",
-            f"--config.data.local_dir={idx_dir}"]  # fmt: skip
-    procs = _two_processes(tmp_path, "run", *args)
-    procs += _two_processes(tmp_path, "sweep", *args, "--config.sweep.spec=loss.beta=1,4")
+    """Multi-host through the command line: a run (its in-memory data on every device) and a
+    2-member sweep (each process feeding its own rows of every global batch: with dynamic
+    binarization a process that fed the whole batch would change the result), each as two
+    processes on loopback, train, checkpoint and evaluate together, and end with the checkpoint
+    and results of one process trained on the whole batch (here, while they run); the sweep's
+    member with the same config ends with the same results. Process 0 alone writes."""
     config = load_config("vae", "smoke")
     config.data.update(source="local", local_dir=str(idx_dir), data_dir=str(tmp_path / "tfds"))
     assert config.loss.beta == 1.0 and config.data.binarize == "dynamic"
-    single = train_and_evaluate(config, tmp_path / "one")
-    codes = [p.wait(timeout=600) for p in procs]
-    assert codes == [0] * 4, "\n".join(p.read_text()[-3000:] for p in sorted(tmp_path.glob("*.log")))
+    data_lib.load_dataset(config)  # TFDS prepares the idx files once, before the processes read them
+    args = [f"--config={ROOT / 'experiments/vae.py'}:smoke", "--config.data.source=local",
+            f"--config.data.local_dir={idx_dir}", f"--config.data.data_dir={tmp_path / 'tfds'}"]  # fmt: skip
+    procs = _two_processes(tmp_path, "run", *args)
+    procs += _two_processes(tmp_path, "sweep", *args, "--config.sweep.spec=loss.beta=1,4")
+    try:
+        single = train_and_evaluate(config, tmp_path / "one")
+        deadline = time.time() + 600
+        codes = [p.wait(timeout=max(1.0, deadline - time.time())) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    logs = {p.stem: p.read_text() for p in tmp_path.glob("*.log")}
+    assert codes == [0] * 4, "\n".join(text[-3000:] for text in logs.values())
+    for name, text in logs.items():
+        assert f"process {int(name[-1]) + 1} of 2" in text, name
+    for workdir in ("run", "sweep"):
+        records = read_metrics(tmp_path / workdir / "metrics.jsonl")
+        keys = [(r["step"], r["split"], r.get("member")) for r in records]
+        assert records and len(keys) == len(set(keys)), f"{workdir}: a record written twice"
     two = json.loads((tmp_path / "run" / "results.json").read_text())
     (member,) = [m for m in json.loads((tmp_path / "sweep" / "results.json").read_text())["members"]
                  if m["loss.beta"] == 1]  # fmt: skip

@@ -1,6 +1,8 @@
 """Evaluation of a run's state: eval-set metrics, bounds, scores, pictures, one 'eval' record;
 and the per-epoch codebook health of training (train records and results.json)."""
 
+import functools
+
 import jax
 import numpy as np
 
@@ -16,7 +18,7 @@ from vae_jax.train.workdir import read_metrics
 
 def jitted_eval_step(run: Run):
     """The run's eval step, jitted with the batch sharded on its mesh and the state replicated; in
-    a multi-process run, on this process's devices (see `evaluate`)."""
+    a multi-process run, on this process's first device (see `evaluate`)."""
     step = make_eval_step(run.config.loss.likelihood)
     if jax.process_count() > 1:
         return jax.jit(step)
@@ -33,7 +35,7 @@ def evaluate(run: Run, state, eval_step, final: bool = False) -> dict:
     config, dataset = run.config, run.dataset
     # In a multi-process run every process evaluates the whole eval set with its copy of the
     # state, as one process would (only process 0 writes); else the batches are sharded.
-    to_device = lambda x: sharding.global_batch(x, run.mesh)  # noqa: E731
+    to_device = functools.partial(sharding.global_batch, mesh=run.mesh)
     if jax.process_count() > 1:
         state, to_device = sharding.process_local(state), (lambda x: x)
     step = int(jax.device_get(state.step))
@@ -57,12 +59,13 @@ def evaluate(run: Run, state, eval_step, final: bool = False) -> dict:
         scores, dim_labels = evaluate_ground_truth(run.model, state, dataset, names, config.seed)
         summary.update(scores)
     labels = dataset.eval_labels[:2000] if dataset.eval_labels is not None else None
-    grids = pictures.write_pictures(
-        run.model, state, dataset.eval_images[:64], run.writer.images_dir, step, config.loss.likelihood,
-        jax.random.fold_in(rng, 1), kl_per_dim=kl_per_dim, dim_labels=dim_labels, labels=labels,
-        codes_x=dataset.eval_images[:2000],
-    )  # fmt: skip
-    run.writer.write_images(step, grids)
+    if run.writer.enabled:  # process 0 of a multi-process run
+        grids = pictures.write_pictures(
+            run.model, state, dataset.eval_images[:64], run.writer.images_dir, step, config.loss.likelihood,
+            jax.random.fold_in(rng, 1), kl_per_dim=kl_per_dim, dim_labels=dim_labels, labels=labels,
+            codes_x=dataset.eval_images[:2000],
+        )  # fmt: skip
+        run.writer.write_images(step, grids)
     if num_codes and run.writer.enabled:
         codebook.write_usage_histogram(per_example["indices"], num_codes, run.writer.images_dir, step)
     run.writer.log(step, "eval", summary)

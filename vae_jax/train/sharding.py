@@ -49,18 +49,15 @@ def global_batch(local: np.ndarray, mesh: jax.sharding.Mesh) -> jax.Array:
 
 
 def process_local(tree):
-    """tree with every array as a copy on this process's first device, for work each process does
-    on its own (evaluation in a multi-process run): a replicated array is its local copy, a sharded
-    one is gathered from all processes (a collective: every process must call this)."""
-    from jax.experimental import multihost_utils
-
+    """tree with every array as this process's local instance on its first device, for work each
+    process does on its own (evaluation in a multi-process run); the arrays must be replicated."""
     device = jax.local_devices()[0]
 
     def local(x):
         if not isinstance(x, jax.Array):
             return x
-        if x.is_fully_replicated:
-            return jax.device_put(x.addressable_data(0), device)
-        return jax.device_put(multihost_utils.process_allgather(x, tiled=True), device)
+        if not x.is_fully_replicated:
+            raise ValueError(f"process_local needs replicated arrays; got one sharded as {x.sharding}")
+        return jax.device_put(x.addressable_data(0), device)
 
     return jax.tree.map(local, tree)

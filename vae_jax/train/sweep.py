@@ -85,10 +85,11 @@ class _Program:
         run = engine.build_run(self.configs[0], self.writer, program_dir, num_sweep=num_sweep)
         try:
             member_sh = NamedSharding(run.mesh, P("sweep"))
-            # Placed by a jitted identity, which (unlike device_put) also builds arrays that span
-            # other processes' devices in a multi-process run.
-            place = jax.jit(lambda tree: tree, out_shardings=member_sh)
-            state, rngs = place(create_sweep_state(run.model, self.configs, run.dataset.data_shape))
+            state, rngs = create_sweep_state(run.model, self.configs, run.dataset.data_shape)
+            if jax.process_count() == 1:
+                state, rngs = jax.device_put((state, rngs), member_sh)
+            else:  # device_put refuses this sharding across processes; a jitted identity builds it
+                state, rngs = jax.jit(lambda tree: tree, out_shardings=member_sh)((state, rngs))
             state = engine.resume(run, state)
             hooks = engine.Hooks(
                 log=lambda step, m: self._log(writers, step, m),
@@ -117,6 +118,8 @@ class _Program:
         repl = sharding.replicated(mesh)
         eval_step = evaluation.jitted_eval_step(dataclasses.replace(run, mesh=mesh))
         rows, epochs = [], evaluation.epoch_records(run)  # metrics.jsonl read once for all members
+        if jax.process_count() > 1:  # every process evaluates every member on its own (`evaluate`)
+            state, repl = sharding.process_local(state), jax.local_devices()[0]
         for j, (c, member) in enumerate(zip(self.configs, self.members, strict=True)):
             member_run = dataclasses.replace(run, config=c, writer=writers[member], mesh=mesh)
             member_state = jax.device_put(jax.tree.map(lambda x, j=j: x[j], state), repl)
