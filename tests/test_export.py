@@ -5,11 +5,14 @@ from its `smoke` preset with the conv form 'auto' picks there, and the train ste
 training loop runs (`feed.make_feed`, with the on-device batch gather for in-memory datasets)
 is exported with `jax.export` for 'cuda' and 'tpu' (one module for both platforms, lowered
 for each; 'auto' picks XLA's convolutions on both); so is the vmapped step of a 4-member sweep
-(`sweep_step.make_sweep_step` in its accelerator form) and an equivalent of the PixelCNN prior's step. The
+(`sweep_step.make_sweep_step`, traced as on a GPU: 'auto' vectorization and conv form, which must
+leave no grouped convolution in it) and an equivalent of the PixelCNN prior's step. The
 arguments are shapes only (`jax.eval_shape`): nothing is initialized, run or compiled. `jax.export`
 refuses custom calls without a compatibility guarantee, which is how a CPU-only kernel (the oneDNN
 FFI calls) that reached an accelerator program would show up; the last test shows that it does.
 """
+
+import re
 
 import jax
 import jax.numpy as jnp
@@ -59,6 +62,22 @@ def accelerator_config(name: str, preset: str = "smoke"):
     config = load_config(name, preset)
     (config.model.conv_impl,) = {ops.resolve_impl("auto", platform=p) for p in PLATFORMS}
     return config
+
+
+def grouped_convolutions(module: str) -> tuple[int, int]:
+    """(grouped, all) convolutions of a StableHLO module's text: grouped ones have a
+    feature_group_count or batch_group_count above 1 (what JAX makes of a vmapped convolution
+    whose kernel differs per member)."""
+    convs = [line for line in module.splitlines() if "stablehlo.convolution" in line]
+    groups = [re.findall(r"(?:feature|batch)_group_count = (\d+)", line) for line in convs]
+    return sum(any(int(g) > 1 for g in found) for found in groups), len(convs)
+
+
+@pytest.fixture
+def traced_as_on_gpu(monkeypatch):
+    """What asks JAX for its backend while a step is built and traced reads 'gpu' (the sweep's
+    'auto' vectorization, the conv form 'auto' resolves to); the module is lowered for PLATFORMS."""
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
 
 
 def abstract_key():
@@ -114,27 +133,42 @@ def test_train_step_exports(name):
     assert_step_exported(exported, state, config)
 
 
-@pytest.mark.parametrize("name", CONFIGS)
-def test_sweep_step_exports(name):
-    """A 4-member sweep's vmapped step, as `sweep.train_sweep` runs it on an accelerator."""
-    config = accelerator_config(name)
-    config.sweep.vectorize = "vmap"  # what 'auto' picks off the CPU
-    assignments = parse_sweep("optim.learning_rate=1e-3,3e-4 * seed=0,1", config)
-    configs = [member_config(config, a) for a in assignments]
+def export_sweep_step(config, spec: str = "optim.learning_rate=1e-3,3e-4 * seed=0,1"):
+    """The exported sweep step of config's members, and their abstract stacked states."""
+    configs = [member_config(config, a) for a in parse_sweep(spec, config)]
     assert len(configs) == SWEEP_SIZE
     shape = data_shape(config.data.name)
     model = build_model(config, shape)
     states, rngs = jax.eval_shape(lambda: create_sweep_state(model, configs, shape))
     batch = jax.ShapeDtypeStruct((config.train.batch_size, *shape), jnp.float32)
     step = make_sweep_step(config, sharding.make_mesh())
-    exported = jax.export.export(step, platforms=PLATFORMS)(states, batch, rngs)
+    return jax.export.export(step, platforms=PLATFORMS)(states, batch, rngs), states, configs
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_sweep_step_exports(name, traced_as_on_gpu):
+    """A 4-member sweep's step as `sweep.train_sweep` builds it on an accelerator: vmapped, and with
+    its conv layers as batched products over the members (no grouped convolution)."""
+    config = load_config(name, "smoke")  # vectorize and conv_impl 'auto', as the presets leave them
+    exported, states, configs = export_sweep_step(config)
     assert exported.platforms == PLATFORMS
     new_states, metrics = jax.tree.unflatten(exported.out_tree, exported.out_avals)
     assert signature(new_states) == signature(states)
     assert all(v.shape[0] == SWEEP_SIZE for v in metrics.values())  # per member
     assert all(v.shape == (SWEEP_SIZE,) for k, v in metrics.items() if k != "code_counts")  # VQ: [S, K]
+    shape = data_shape(config.data.name)
     member = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), states)
     assert signature(member) == signature(abstract_state(configs[0], shape))
+    assert grouped_convolutions(exported.mlir_module())[0] == 0
+
+
+def test_vmapped_xla_convolutions_are_grouped(traced_as_on_gpu):
+    """The count above can fail: XLA's convolutions (what 'auto' gave a vmapped sweep on a GPU before
+    the member-batched forms) become grouped ones when vmapped with a kernel per member."""
+    config = load_config("beta_vae", "smoke")
+    config.model.conv_impl = "xla"
+    grouped, total = grouped_convolutions(export_sweep_step(config)[0].mlir_module())
+    assert 0 < grouped <= total
 
 
 def test_prior_step_exports():

@@ -30,7 +30,7 @@ def _assert_same_function(fast, plain, x):
 
 # The CPU forms tested against XLA's layers: oneDNN's where its kernels are built (tests/test_native.py
 # makes CI require them).
-FAST_IMPLS = ("matmul", "onednn") if onednn.available() else ("matmul",)
+FAST_IMPLS = ("matmul", "batched", "onednn") if onednn.available() else ("matmul", "batched")
 IMPLS = (*FAST_IMPLS, "xla")
 
 # Channel counts on both sides of the im2col threshold (C <= 4 gathers taps, more uses space-to-depth).

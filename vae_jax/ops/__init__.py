@@ -10,38 +10,67 @@ the same function in every form; only the speed differs by machine:
   built by `python -m vae_jax.ops.native`), each layer shape self-checked against
   'matmul' before its first use. Only the stride-2 layers; the stride-1 ones use
   'matmul'.
-* 'auto': 'xla' on GPU/TPU; on CPU 'onednn' where its kernels are built and pass
-  their self-check, else 'matmul'.
+* 'batched': one patch matrix and one product per layer (`vae_jax.ops.batched`): the
+  convolution's own FLOPs, four times its input in patches. Vmapped over a sweep's members
+  both product forms are batched matrix products, where 'xla' becomes a grouped convolution.
+* 'auto': on CPU 'onednn' where its kernels are built and pass their self-check, else
+  'matmul'. On GPU/TPU 'xla' in one model's step and VMAPPED_FORM inside a vmapped sweep
+  step (`vmapped_sweep`): there XLA's convolutions would become grouped ones
+  (docs/performance.md, "Vmapped sweeps", says why this form).
 
 `convolution(kind, impl)` returns the function `(x, kernel) -> y` (NHWC / HWIO)
 for one layer kind; `allocator` holds the opt-in malloc settings for CPU steps.
 """
 
-from collections.abc import Callable
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator
 
 import jax
 from jax import lax
 
 from vae_jax.errors import ConfigError
-from vae_jax.ops import matmul, onednn
+from vae_jax.ops import batched, matmul, onednn
 
-IMPLS = ("auto", "onednn", "matmul", "xla")
+IMPLS = ("auto", "onednn", "matmul", "batched", "xla")
 KINDS = ("conv_4x4_s2", "conv_transpose_4x4_s2", "conv_same")
 _NHWC = ("NHWC", "HWIO", "NHWC")
+_VMAPPED = contextvars.ContextVar("vae_jax_vmapped_sweep", default=False)
+# What 'auto' gives the layers of a vmapped sweep off the CPU. Both product forms vmap into batched
+# products; 'matmul' moves about half the bytes of 'batched' for a third more FLOPs (padding taps).
+VMAPPED_FORM = "matmul"
 
 
-def resolve_impl(impl: str, platform: str | None = None) -> str:
+@contextlib.contextmanager
+def vmapped_sweep() -> Iterator[None]:
+    """Layers traced inside resolve 'auto' as members of a vmapped sweep (`resolve_impl`).
+
+    The sweep step enters it around the vmapped step while JAX traces it, so the models
+    themselves stay the same objects (and parameters) as in a single run.
+    """
+    token = _VMAPPED.set(True)
+    try:
+        yield
+    finally:
+        _VMAPPED.reset(token)
+
+
+def resolve_impl(impl: str, platform: str | None = None, vmapped: bool | None = None) -> str:
     """The form `impl` stands for on `platform` (default: JAX's default backend).
 
-    'auto' -> 'xla' off the CPU; on it 'onednn' when the kernels are built (and have not
-    failed a self-check), else 'matmul'. Asking for 'onednn' where it cannot run raises
-    ValueError saying what to do instead.
+    'auto' -> on the CPU 'onednn' when the kernels are built (and have not failed a
+    self-check), else 'matmul' (vmapped, the oneDNN calls run member after member, which a
+    CPU does fastest); off it VMAPPED_FORM in a vmapped sweep (`vmapped`; default: whether
+    this is traced inside `vmapped_sweep`), else 'xla'. Asking for 'onednn' where it cannot
+    run raises ConfigError saying what to do instead.
     """
     if impl not in IMPLS:
         raise ConfigError(f"model.conv_impl={impl!r} is not known; valid: {list(IMPLS)}")
     cpu = (platform or jax.default_backend()) == "cpu"
     if impl == "auto":
-        return ("onednn" if onednn.available() else "matmul") if cpu else "xla"
+        if cpu:
+            return "onednn" if onednn.available() else "matmul"
+        return VMAPPED_FORM if (_VMAPPED.get() if vmapped is None else vmapped) else "xla"
     if impl == "onednn" and not (cpu and onednn.built()):
         raise ConfigError(
             "model.conv_impl='onednn' needs the CPU backend and the oneDNN kernels: build them with "
@@ -79,4 +108,4 @@ def convolution(kind: str, impl: str) -> Callable[[jax.Array, jax.Array], jax.Ar
         return _xla(kind)
     if form == "onednn" and kind in onednn.FORMS:
         return _checked_onednn(kind, required=impl == "onednn")
-    return getattr(matmul, kind)
+    return getattr(batched if form == "batched" else matmul, kind)

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from vae_jax import ops
 from vae_jax.objectives_iw import spec_from_config
 from vae_jax.train import sharding
 from vae_jax.train.state import LOSS_HPARAMS, create_train_state
@@ -48,7 +49,8 @@ def vectorization(config) -> str:
     one after another inside one program). 'auto' picks 'map' on CPU: there a vmapped
     convolution becomes a grouped convolution or a batched product over the members'
     activations, both slower than the members' own steps one after another, and a CPU is
-    already busy with one model (benchmarks/sweep_scaling.py measures it)."""
+    already busy with one model (benchmarks/sweep_scaling.py measures it). Vmapped, the conv
+    layers take the form `ops.resolve_impl` gives a vmapped sweep (batched products off the CPU)."""
     mode = config.sweep.vectorize
     if mode == "auto":
         return "map" if jax.default_backend() == "cpu" else "vmap"
@@ -60,7 +62,12 @@ def make_sweep_step(config, mesh):
     members, data = NamedSharding(mesh, P("sweep")), sharding.data_sharding(mesh)
     inner = make_train_step(config.loss.likelihood, config.data.binarize, spec_from_config(config.loss))
     if vectorization(config) == "vmap":
-        step = jax.vmap(inner, in_axes=(0, None, 0))
+        vmapped = jax.vmap(inner, in_axes=(0, None, 0))
+
+        def step(states, batch, rngs):
+            with ops.vmapped_sweep():  # conv_impl='auto' takes its vmapped form while this traces
+                return vmapped(states, batch, rngs)
+
     else:
 
         def step(states, batch, rngs):
