@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import make_idx_dir
 from tests.helpers import (
     CONFIGS,
     assert_same_params,
@@ -16,9 +15,11 @@ from tests.helpers import (
     cli,
     final_params,
     load_config,
+    make_idx_dir,
     use_local_idx,
+    write_idx,
 )
-from vae_jax.data.idx import read_idx, write_idx
+from vae_jax.data.idx import read_idx
 from vae_jax.data.sources import local_dir_for
 from vae_jax.train import evaluate_checkpoint, train_and_evaluate
 from vae_jax.train.workdir import read_metrics

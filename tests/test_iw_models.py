@@ -13,7 +13,7 @@ from tests.helpers import load_config
 from vae_jax.evaluate import likelihood
 from vae_jax.models import MLPEncoder, TwoLayerVAE, build_model
 from vae_jax.train import ConfigError, validate_config
-from vae_jax.train.state import burda_boundaries, make_optimizer
+from vae_jax.train.optimizer import burda_boundaries, make_optimizer
 
 
 def _two_layer(activation="tanh"):

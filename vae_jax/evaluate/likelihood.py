@@ -15,9 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vae_jax import objectives
-from vae_jax.objectives_iw import log_normal_diag
-
-_LOG_2PI = float(np.log(2 * np.pi))
+from vae_jax.objectives import log_normal_diag, log_standard_normal
 
 
 def iwae_bound(
@@ -66,12 +64,11 @@ def model_log_joint(model, variables, x: jax.Array, likelihood: str) -> Callable
     """z [c, B, d] -> log p(x | z) + log N(z; 0, I) [c, B] for a VAE and a batch x [B, ...]."""
     log_scale = model.apply(variables, method=lambda m: m.likelihood())
 
+    def decode(z):
+        return model.apply(variables, z, method=model.decode)
+
     def log_joint(z):
-        c, b = z.shape[:2]
-        out = model.apply(variables, z.reshape(c * b, -1), method=model.decode)
-        xs = jnp.broadcast_to(x[None], (c, *x.shape)).reshape(c * b, *x.shape[1:])
-        log_px = objectives.reconstruction_log_likelihood(out, xs, likelihood, log_scale).reshape(c, b)
-        return log_px + jnp.sum(-0.5 * (_LOG_2PI + z**2), axis=-1)
+        return objectives.decoded_log_likelihood(decode, z, x, likelihood, log_scale) + log_standard_normal(z)
 
     return log_joint
 

@@ -19,7 +19,7 @@ import optax
 from vae_jax.data import pipeline
 from vae_jax.errors import ConfigError
 from vae_jax.evaluate.pictures import to_image
-from vae_jax.models.prior import PixelCNNPrior, grid_to_levels, levels_to_grid, sample_codes
+from vae_jax.models.code_prior import PixelCNNPrior, grid_to_levels, levels_to_grid, sample_codes
 from vae_jax.train import checkpoint, engine, sharding
 from vae_jax.train.state import TrainState
 from vae_jax.train.workdir import Workdir
