@@ -2,8 +2,10 @@
 steps each, for several kinds of sweep in one process (one JAX start-up for all).
 
   python tests/sweep_worker.py KIND[,KIND...] OUT.npz     KIND: vae|vqvae_ema|ciwae|disentangle
-Saves member i's parameters of kind k from the sweep in form `v` (FORMS[k]: vmap, map) as
-`<k>/<v>/<i>/<path>` and alone as `<k>/alone/<i>/<path>`; the members are trained alone once for all forms.
+Saves member i's parameters of kind k from the sweep in form `v` (FORMS[k]: vmap, map, or
+vmap:IMPL, vmapped with the conv layers in form `model.conv_impl=IMPL`) as
+`<k>/<v>/<i>/<path>` and alone as `<k>/alone/<i>/<path>` (`<k>/alone:IMPL/...` with that conv form);
+the members are trained alone once for all vectorizations.
 `disentangle` does this for each method of DISENTANGLE (FactorVAE with its discriminator), in the
 vmap form, under `disentangle/<method>/`.
 """
@@ -21,13 +23,15 @@ from vae_jax.train.state import create_train_state
 from vae_jax.train.steps import make_train_step
 
 SPECS = {
-    "vae": "loss.beta=1,4 * seed=0,3",  # conv, both forms
+    "vae": "loss.beta=1,4 * seed=0,2",  # conv, every form
     "vqvae_ema": "loss.commitment_cost=0.1,0.5,1,2 | seed=0,2,4,6",
     "ciwae": "loss.ciwae_beta=0.1,0.9 * seed=0,3",  # 3 importance samples (structural)
 }
 # 'map' steps member i by slicing it out of the stacked state, running the solo step and stacking
 # the results: the same code for every kind, so one kind checks it (vmap's batching is per kind).
-FORMS = {"vae": "vmap,map", "vqvae_ema": "vmap", "ciwae": "vmap"}
+# The conv VAE also runs vmapped in both product forms of its conv layers (`vae_jax.ops`: what
+# 'auto' gives a vmapped sweep off the CPU, and the exact-FLOP one); 'vmap' alone is 'auto' here.
+FORMS = {"vae": "vmap,map,vmap:matmul,vmap:batched", "vqvae_ema": "vmap", "ciwae": "vmap"}
 DISENTANGLE = {
     "factor_vae": "loss.factor_gamma=0,50 * seed=0,3",
     "beta_tcvae": "loss.tc_beta=1,8 * seed=0,3",
@@ -44,14 +48,17 @@ def flat(tree, prefix):
 def train_members(config, spec: str, vectorizations: str, prefix: str = "") -> dict[str, np.ndarray]:
     """The members' parameters (and model state, discriminator) after the sweep and alone."""
     configs = [sweep_spec.member_config(config, a) for a in sweep_spec.parse_sweep(spec, config)]
-    model = build_model(config, (28, 28, 1))
     mesh = sharding.make_mesh(num_sweep=sweep_step.sweep_axis(len(configs)))
     images = np.random.default_rng(0).random((3, 32, 28, 28, 1)).astype(np.float32)
     members = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("sweep"))
     result = {"__sweep_axis__": np.array(mesh.shape["sweep"])}
-    for vectorize in vectorizations.split(","):
+    for form in vectorizations.split(","):
+        vectorize, _, impl = form.partition(":")
         config.sweep.vectorize = vectorize
-        states, rngs = sweep_step.create_sweep_state(model, configs, (28, 28, 1))
+        form_config = config.copy_and_resolve_references()
+        form_config.model.conv_impl = impl or config.model.conv_impl
+        form_model = build_model(form_config, (28, 28, 1))
+        states, rngs = sweep_step.create_sweep_state(form_model, configs, (28, 28, 1))
         states, rngs = jax.device_put(states, members), jax.device_put(rngs, members)
         step = sweep_step.make_sweep_step(config, mesh)
         for batch in images:
@@ -62,15 +69,19 @@ def train_members(config, spec: str, vectorizations: str, prefix: str = "") -> d
         # devices (seen on 2 cores: 4 of 8 devices waiting in the step's collective-permute).
         tree = jax.device_get({"p": states.params, "m": states.model_state, "d": states.disc})
         for i in range(len(configs)):
-            result.update(flat(jax.tree.map(lambda x, i=i: x[i], tree), f"{prefix}{vectorize}/{i}/"))
+            result.update(flat(jax.tree.map(lambda x, i=i: x[i], tree), f"{prefix}{form}/{i}/"))
     single = jax.jit(make_train_step(config.loss.likelihood, config.data.binarize))
-    for i, c in enumerate(configs):
-        alone = create_train_state(model, c, (28, 28, 1), jax.random.fold_in(jax.random.key(c.seed), 0))
-        for batch in images:
-            alone, _ = single(alone, batch, jax.random.fold_in(jax.random.key(c.seed), 1))
-        result.update(
-            flat({"p": alone.params, "m": alone.model_state, "d": alone.disc}, f"{prefix}alone/{i}/")
-        )
+    for impl in dict.fromkeys(form.partition(":")[2] for form in vectorizations.split(",")):
+        solo_config = config.copy_and_resolve_references()
+        solo_config.model.conv_impl = impl or config.model.conv_impl
+        solo_model = build_model(solo_config, (28, 28, 1))
+        solo = f"{prefix}alone{':' + impl if impl else ''}/"
+        for i, c in enumerate(configs):
+            key = jax.random.key(c.seed)
+            alone = create_train_state(solo_model, c, (28, 28, 1), jax.random.fold_in(key, 0))
+            for batch in images:
+                alone, _ = single(alone, batch, jax.random.fold_in(key, 1))
+            result.update(flat({"p": alone.params, "m": alone.model_state, "d": alone.disc}, f"{solo}{i}/"))
     return result
 
 

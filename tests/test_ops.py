@@ -94,7 +94,57 @@ def test_impl_resolution():
     assert resolve_impl("auto") == (cpu if jax.default_backend() == "cpu" else "xla")
     assert resolve_impl("xla") == "xla"
     assert resolve_impl("auto", platform="cuda") == resolve_impl("auto", platform="tpu") == "xla"
+    # A vmapped sweep's layers: batched products off the CPU; on it the single run's form.
+    assert ops.VMAPPED_FORM in ("matmul", "batched")
+    assert resolve_impl("auto", platform="cuda", vmapped=True) == ops.VMAPPED_FORM
+    assert resolve_impl("auto", platform="cpu", vmapped=True) == cpu
+    with ops.vmapped_sweep():
+        assert resolve_impl("auto", platform="tpu") == ops.VMAPPED_FORM
+        assert resolve_impl("xla", platform="tpu") == "xla"  # asked for: kept
+    assert resolve_impl("auto", platform="tpu") == "xla"
     with pytest.raises(ValueError, match="conv_impl"):
         resolve_impl("cudnn")
     with pytest.raises(ValueError, match="kind"):
         ops.convolution("conv_5x5", "auto")
+
+
+def _members_value_and_grads(form, x, kernels, x_per_member: bool):
+    """Each member's layer value and both gradients, vmapped over members' kernels (and inputs)."""
+
+    def one(x, kernel):
+        y, vjp = jax.vjp(form, x, kernel)
+        return (y, *vjp(jnp.sin(y)))
+
+    return jax.vmap(one, in_axes=(0 if x_per_member else None, 0))(x, kernels)
+
+
+@pytest.mark.parametrize("kind,shape,features", [("conv_4x4_s2", (2, 8, 8, 6), 5),
+                                                 ("conv_transpose_4x4_s2", (2, 4, 4, 6), 5)])  # fmt: skip
+def test_vmapped_product_forms_are_batched_matrix_products(kind, shape, features):
+    """Vmapped over members with a kernel each, the product forms lower to dot_generals with the
+    member as a batch dimension, forward and both gradients, equal to each member's own XLA
+    convolution; XLA's own form lowers to grouped convolutions."""
+    members = 3
+    c = shape[-1]
+    kernels = jax.random.normal(jax.random.key(1), (members, 4, 4, c, features))
+    for x_per_member in (False, True):  # the first layer shares the batch; the others do not
+        x = jax.random.normal(jax.random.key(0), ((members,) if x_per_member else ()) + shape)
+        args = (x, kernels, x_per_member)
+        want = _members_value_and_grads(ops.convolution(kind, "xla"), *args)
+        for impl in ("matmul", "batched"):
+            form = ops.convolution(kind, impl)
+            got = _members_value_and_grads(form, *args)
+            for a, b in zip(got, want, strict=True):
+                np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+            text = jax.jit(_members_value_and_grads, static_argnums=(0, 3)).lower(form, *args).as_text()
+            assert "stablehlo.convolution" not in text, impl
+            dots = [line for line in text.splitlines() if "stablehlo.dot_general" in line]
+            # Per-member inputs: value and both gradients batched over members; a shared input
+            # (the first layer) folds the members into the product's columns, but its input
+            # gradient stays batched.
+            batched = sum("batching_dims = [0] x [0]" in d for d in dots)
+            assert batched >= (3 if x_per_member else 1), (impl, dots)
+        xla = jax.jit(_members_value_and_grads, static_argnums=(0, 3)).lower(
+            ops.convolution(kind, "xla"), *args
+        )
+        assert "_group_count = 3" in xla.as_text()
