@@ -56,6 +56,20 @@ def _configs():
     }
 
 
+def pipeline_dataset(config, shape) -> data_lib.Dataset:
+    """The training data a run of config reads: procedural dSprites, or 10,000 in-memory images."""
+    batch_size = config.train.batch_size
+    if config.data.name == "dsprites":
+        gt = data_lib.get_ground_truth_data("dsprites")
+        batch_at = data_lib.pipeline.ground_truth_batch_fn(gt, batch_size, seed=0)
+        return data_lib.Dataset(
+            "dsprites", shape, batch_at, np.zeros((1, *shape), np.float32), ground_truth=gt
+        )
+    images = np.random.default_rng(0).random((10_000, *shape), np.float32)
+    batch_at = data_lib.pipeline.array_batch_fn(images, batch_size, seed=0)
+    return data_lib.Dataset("memory", shape, batch_at, images[:64], train_images=images)
+
+
 def time_config(config, shape) -> dict:
     model = build_model(config, shape)
     mesh = sharding.make_mesh()
@@ -83,30 +97,15 @@ def time_config(config, shape) -> dict:
         "steps_per_sec": 1 / seconds,
         "images_per_sec": batch_size / seconds,
     }
-    # The same step fed as a run feeds it (`feed.make_feed`):
-    # procedural dSprites through the prefetch thread; an in-memory array (as for MNIST-like
-    # data) kept on the device (data.on_device) and, for comparison, through the host thread.
-    # Alternating blocks with the in-memory batch, so both see the same machine.
-    if config.data.name == "dsprites":
-        gt = data_lib.get_ground_truth_data("dsprites")
-        dataset = data_lib.Dataset(
-            "dsprites",
-            shape,
-            data_lib.pipeline.ground_truth_batch_fn(gt, batch_size, seed=0),
-            np.zeros((1, *shape), np.float32),
-        )
-        modes = {"pipeline": dataset}
-    else:
-        images = np.random.default_rng(0).random((10_000, *shape), np.float32)
-        dataset = data_lib.Dataset(
-            "memory", shape, data_lib.pipeline.array_batch_fn(images, batch_size, seed=0), images[:64],
-            train_images=images,
-        )  # fmt: skip
-        modes = {"pipeline": dataset, "host_pipeline": dataset}
+    # The same step fed as a run feeds it (`feed.make_feed`): procedural dSprites rendered in the
+    # step and an in-memory array (as for MNIST-like data) gathered in the step (data.on_device),
+    # and, for comparison, both made on the host by the prefetch thread. Alternating blocks with
+    # the in-memory batch, so both see the same machine.
+    dataset = pipeline_dataset(config, shape)
     block = max(int(0.5 / seconds), 5)  # ~0.5 s per block
-    for mode, ds in modes.items():
+    for mode in ("pipeline", "host_pipeline"):
         config.data.on_device = mode == "pipeline"
-        feed = make_feed(config, ds, mesh)
+        feed = make_feed(config, dataset, mesh)
         piped_step = feed.step
         piped_state = jax.device_put(create_train_state(model, config, shape, jax.random.key(0)), repl)
         batches = feed.batches(0)

@@ -27,7 +27,7 @@ from vae_jax.models import build_model
 from vae_jax.models.code_prior import PixelCNNPrior
 from vae_jax.ops import onednn
 from vae_jax.train import sharding
-from vae_jax.train.feed import make_feed
+from vae_jax.train.feed import device_input, make_feed
 from vae_jax.train.prior_training import make_prior_step
 from vae_jax.train.state import TrainState, create_train_state
 from vae_jax.train.sweep_spec import member_config, parse_sweep
@@ -44,6 +44,7 @@ CONFIGS = sorted(
 MNIST_LIKE = ("mnist", "fashion_mnist", "kmnist", "binarized_mnist", "emnist_letters")
 IMAGE_SHAPES = {**dict.fromkeys(MNIST_LIKE, (28, 28, 1)), "cifar10": (32, 32, 3)}
 SWEEP_SIZE = 4
+PROCEDURAL = ("dsprites", "color_dsprites", "noisy_dsprites", "textured_dsprites")
 NO_GUARANTEE = "custom calls whose targets have no compatibility guarantees"
 
 
@@ -90,22 +91,28 @@ def abstract_state(config, shape):
 
 
 def loop_step(config, shape):
-    """The jitted train step `train_and_evaluate` runs, and its abstract (state, batch input, rng).
+    """The jitted train step `train_and_evaluate` runs, and its abstract (state, step input, rng).
 
-    In-memory image datasets get the on-device path: the step reads its batch out of the epoch's
-    example order and gathers it from the training images, which it closes over (a constant here:
-    two batches of zeros). The others get batches from the host.
+    With data.on_device, in-memory image datasets and procedural dSprites get the on-device path
+    (`feed.device_input`): the step reads its row of a chunk of draws (example indices, factors)
+    and builds its batch from tables on the device (here two batches of zero images). The others
+    get batches from the host.
     """
     in_memory = config.data.name in data_lib.sources.IMAGE_DATASETS
     images = np.zeros((2 * config.train.batch_size, *shape), np.float32) if in_memory else None
+    procedural = config.data.name in data_lib.GROUND_TRUTH and config.data.name in PROCEDURAL
     dataset = data_lib.Dataset(
-        name=config.data.name, data_shape=shape, batch_at=None, eval_images=None, train_images=images
-    )
-    step = make_feed(config, dataset, sharding.make_mesh()).step
-    if in_memory:
-        assert config.data.on_device
-        return jax.jit(step), jax.ShapeDtypeStruct((len(images),), jnp.int32)
-    return step, jax.ShapeDtypeStruct((config.train.batch_size, *shape), jnp.float32)
+        name=config.data.name, data_shape=shape, batch_at=None, eval_images=None, train_images=images,
+        ground_truth=data_lib.get_ground_truth_data(config.data.name) if procedural else None,
+    )  # fmt: skip
+    feed = make_feed(config, dataset, sharding.make_mesh())
+    if device_input(config, dataset, sharding.make_mesh()) is None:
+        return feed.step, jax.ShapeDtypeStruct((config.train.batch_size, *shape), jnp.float32)
+    assert config.data.on_device
+    stream = feed.batches(0)
+    step_input = jax.eval_shape(lambda x: x, next(stream))
+    stream.close()
+    return feed.step, step_input
 
 
 def signature(tree) -> list:

@@ -5,6 +5,11 @@ The original factor grid: shape (square, ellipse, heart) x 6 scales in
 binary 64x64 images. Sprites are drawn from implicit curves on the pixel grid, so
 no download is needed; images resemble, but are not bit-identical to, the
 released .npz.
+
+Observations can also be built inside a jitted step (`device_observations`): the host draws
+what is random about them (`observation_draws`: nothing here; the variants' colours and crops),
+and `observations_on_device` renders them from the factors, the draws and `device_tables`,
+equal to `sample_observations_from_factors` (vae_jax/data/on_device.py feeds training so).
 """
 
 import functools
@@ -88,6 +93,7 @@ class DSprites:
     factor_sizes: Sequence[int] = FACTOR_SIZES
     observation_shape: Sequence[int] = (64, 64, 1)
     stochastic_observations = False  # each factor combination has one image
+    device_observations = True  # observations_on_device equals sample_observations_from_factors
 
     @property
     def num_factors(self) -> int:
@@ -107,3 +113,17 @@ class DSprites:
         """Images [num, 64, 64, 1] as float32 in {0, 1} (rendering is deterministic)."""
         del rng
         return render_jit(factors)
+
+    def observation_draws(self, factors: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """What `sample_observations_from_factors` draws from rng for these factors (nothing)."""
+        del factors, rng
+        return {}
+
+    def device_tables(self) -> dict[str, np.ndarray]:
+        """Arrays `observations_on_device` reads, placed on the device once (none)."""
+        return {}
+
+    def observations_on_device(self, factors: jax.Array, draws: dict, tables: dict) -> jax.Array:
+        """`sample_observations_from_factors` inside a jitted function: [N, 5] ints -> [N, 64, 64, 1]."""
+        del draws, tables
+        return render(factors, self.observation_shape[0], xp=jnp).astype(jnp.float32)

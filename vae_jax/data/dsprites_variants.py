@@ -14,11 +14,15 @@ al. 2019, Sec. 5; disentanglement_lib `data/ground_truth/dsprites.py`):
   waves), so a run without it is *not* Scream-dSprites.
 
 The colours, noise and crops are drawn at each call from its rng, so these sources
-have stochastic observations (`stochastic_observations = True`).
+have stochastic observations (`stochastic_observations = True`). Color- and Textured-dSprites
+also build them on the device from the same draws (`DSprites.observations_on_device`); the
+noise of Noisy-dSprites is as large as its image, so it is drawn and added on the host.
 """
 
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from vae_jax.data.dsprites import DSprites
@@ -45,6 +49,10 @@ class _RGBDSprites(DSprites):
         """Binary sprite masks [num, 64, 64, 1] as float32."""
         return super().sample_observations_from_factors(factors)
 
+    def masks_on_device(self, factors: jax.Array) -> jax.Array:
+        """`masks` inside a jitted function."""
+        return super().observations_on_device(factors, {}, {})
+
 
 class ColorDSprites(_RGBDSprites):
     """dSprites with each sprite coloured by a random RGB in [0.5, 1]^3 on a black background."""
@@ -53,16 +61,22 @@ class ColorDSprites(_RGBDSprites):
 
     def sample_observations_from_factors(self, factors, rng=None) -> np.ndarray:
         """Images [num, 64, 64, 3] float32: mask * colour, colour ~ U[0.5, 1]^3 per image."""
-        rng = _need_rng(rng, self.name)
         masks = self.masks(factors)
-        colour = rng.uniform(0.5, 1.0, size=(len(masks), 1, 1, 3)).astype(np.float32)
-        return masks * colour
+        return masks * self.observation_draws(factors, _need_rng(rng, self.name))["colour"]
+
+    def observation_draws(self, factors, rng) -> dict[str, np.ndarray]:
+        """The colour of each image, [num, 1, 1, 3] float32."""
+        return {"colour": rng.uniform(0.5, 1.0, size=(len(factors), 1, 1, 3)).astype(np.float32)}
+
+    def observations_on_device(self, factors, draws, tables) -> jax.Array:
+        return self.masks_on_device(factors) * draws["colour"]
 
 
 class NoisyDSprites(_RGBDSprites):
     """dSprites (white sprite) over uniform noise in every background pixel and channel."""
 
     name = "noisy_dsprites"
+    device_observations = False  # a draw per pixel: as large as the image it makes
 
     def sample_observations_from_factors(self, factors, rng=None) -> np.ndarray:
         """Images [num, 64, 64, 3] float32: min(mask + noise, 1), noise ~ U[0, 1] per pixel."""
@@ -130,13 +144,30 @@ class TexturedDSprites(_RGBDSprites):
 
     def sample_observations_from_factors(self, factors, rng=None) -> np.ndarray:
         """Images [num, 64, 64, 3] float32: crop b = (texture + c) / 2, 1 - b on the sprite."""
-        rng = _need_rng(rng, self.name)
-        masks = self.masks(factors)  # [N, 64, 64, 1]
-        n, (h, w) = len(masks), self.texture.shape[:2]
+        draws = self.observation_draws(factors, _need_rng(rng, self.name))
+        return self._invert(self.masks(factors), draws, self.texture, np)
+
+    def observation_draws(self, factors, rng) -> dict[str, np.ndarray]:
+        """Each image's crop offsets [num] and tint [num, 1, 1, 3], drawn in that order."""
+        n, (h, w) = len(factors), self.texture.shape[:2]
         top = rng.integers(0, h - _SPRITE, size=n)
         left = rng.integers(0, w - _SPRITE, size=n)
-        offsets = np.arange(_SPRITE)
-        rows, cols = (top[:, None] + offsets)[:, :, None], (left[:, None] + offsets)[:, None, :]
-        crops = self.texture[rows, cols]  # [N, 64, 64, 3]
-        background = (crops + rng.uniform(0.0, 1.0, size=(n, 1, 1, 3))) / 2.0
-        return np.where(masks == 1.0, 1.0 - background, background).astype(np.float32)
+        tint = rng.uniform(0.0, 1.0, size=(n, 1, 1, 3))
+        return {"top": top.astype(np.int32), "left": left.astype(np.int32), "tint": tint}
+
+    def device_tables(self) -> dict[str, np.ndarray]:
+        return {"texture": self.texture}
+
+    def observations_on_device(self, factors, draws, tables) -> jax.Array:
+        """As on the host, in float32 where the host adds the tint in float64 (1 ulp apart)."""
+        draws = {**draws, "tint": draws["tint"].astype(jnp.float32)}
+        return self._invert(self.masks_on_device(factors), draws, tables["texture"], jnp)
+
+    @staticmethod
+    def _invert(masks, draws, texture, xp):
+        """The crops b = (texture + tint) / 2, 1 - b where the sprite is."""
+        offsets = xp.arange(_SPRITE)
+        rows = (draws["top"][:, None] + offsets)[:, :, None]
+        cols = (draws["left"][:, None] + offsets)[:, None, :]
+        background = (texture[rows, cols] + draws["tint"]) / 2.0  # [N, 64, 64, 3]
+        return xp.where(masks == 1.0, 1.0 - background, background).astype(np.float32)

@@ -1,10 +1,15 @@
-"""How batches reach the jitted train step: from the host's prefetch thread, or gathered on the device.
+"""How batches reach the jitted train step: built on the device from small host draws, or from the
+host's prefetch thread.
 
-`make_feed` returns the jitted step of a single run together with the stream of its
-per-step inputs. With `data.on_device` an in-memory training set is copied to the device
-once, and so is each epoch's example order; the step reads its batch's indices out of
-that order at its own `state.step` and gathers the images itself, so nothing crosses from
-the host per step. Either way the batches are those of `pipeline.global_batch_indices`.
+`make_feed` (a single run) and `make_sweep_feed` (a sweep's program) return the jitted step
+together with the stream of its per-step inputs. With `data.on_device` and a source that
+`vae_jax.data.on_device` builds on the device (in-memory training sets; procedural dSprites and
+its colour and texture variants), the source's tables (images, a texture) are copied to the
+device once and the draws of `on_device.CHUNK` steps (example indices; factors, colours, crops)
+once per chunk; the step reads its row of the chunk at its own step count and builds its batch,
+so nothing crosses from the host per step. Otherwise a prefetch thread makes each batch on the
+host and copies it. Either way the batches are the host pipeline's (`vae_jax.data.on_device`
+says where they differ in rounding).
 """
 
 import functools
@@ -14,11 +19,11 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from vae_jax.data import pipeline
+from vae_jax.data import on_device, pipeline
 from vae_jax.train import sharding
 from vae_jax.train.steps import make_train_step
+from vae_jax.train.sweep_step import make_sweep_step
 
 
 class Feed(NamedTuple):
@@ -28,47 +33,75 @@ class Feed(NamedTuple):
     batches: Callable[[int], Iterator]  # start_step -> the step inputs from start_step + 1 on
 
 
+class DeviceInput(NamedTuple):
+    """A batch built inside the step: `batch(step, step_input)` (traced) from what `inputs` streams."""
+
+    batch: Callable[[jax.Array, tuple], jax.Array]  # (the step's count, step input) -> batch [B, ...]
+    inputs: Callable[[int], Iterator]  # start_step -> (chunk of draws, tables) per step, on the device
+
+
 def host_batches(dataset, mesh) -> Callable[[int], Iterator]:
     """start_step -> device batches [B, ...] sharded on the mesh's data axis (a prefetch thread)."""
     to_device = functools.partial(sharding.global_batch, mesh=mesh)
     return lambda start: pipeline.prefetch(dataset.batch_at, start, transform=to_device)
 
 
+def device_input(config, dataset, mesh) -> DeviceInput | None:
+    """The on-device batches of config's dataset; None without data.on_device or where the source
+    keeps the host pipeline (`on_device.for_dataset`)."""
+    if not config.data.on_device:
+        return None
+    source = on_device.for_dataset(dataset, config.train.batch_size, config.seed)
+    if source is None:
+        return None
+    repl, data_sh = sharding.replicated(mesh), sharding.data_sharding(mesh)
+    tables = jax.device_put(source.tables, repl)
+
+    def batch(step: jax.Array, step_input: tuple) -> jax.Array:
+        chunk, tables = step_input
+        row = jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, step % on_device.CHUNK, 0, False), chunk)
+        return jax.lax.with_sharding_constraint(source.build(tables, row), data_sh)
+
+    def inputs(start: int) -> Iterator[tuple]:
+        to_device = functools.partial(jax.device_put, device=repl)
+        first = start // on_device.CHUNK
+        chunks = pipeline.prefetch(functools.partial(on_device.chunk_at, source), first, 2, to_device)
+        try:
+            chunk = None
+            for step in itertools.count(start):
+                if chunk is None or step % on_device.CHUNK == 0:
+                    chunk = next(chunks)
+                yield chunk, tables
+        finally:
+            chunks.close()
+
+    return DeviceInput(batch, inputs)
+
+
 def make_feed(config, dataset, mesh) -> Feed:
     """The single run's jitted train step and its inputs (see the module docstring)."""
     repl, data_sh = sharding.replicated(mesh), sharding.data_sharding(mesh)
     inner = make_train_step(config.loss.likelihood, config.data.binarize)
-    if not (config.data.on_device and dataset.train_images is not None):
+    device = device_input(config, dataset, mesh)
+    if device is None:
         step = jax.jit(
             inner, in_shardings=(repl, data_sh, repl), out_shardings=(repl, repl), donate_argnums=0
         )
         return Feed(step, host_batches(dataset, mesh))
-    return _device_feed(inner, config, dataset.train_images, mesh)
+
+    def fed_step(state, step_input, rng):
+        return inner(state, device.batch(state.step, step_input), rng)
+
+    step = jax.jit(fed_step, in_shardings=(repl,) * 3, out_shardings=(repl, repl), donate_argnums=0)
+    return Feed(step, device.inputs)
 
 
-def _device_feed(inner, config, train_images: np.ndarray, mesh) -> Feed:
-    repl, data_sh = sharding.replicated(mesh), sharding.data_sharding(mesh)
-    images = jax.device_put(train_images, repl)
-    num_examples, batch_size = len(train_images), config.train.batch_size
-    steps_per_epoch = num_examples // batch_size
-    pipeline.global_batch_indices(num_examples, batch_size, config.seed, 0)  # checks the sizes
-
-    def gather_step(state, order, rng, images):
-        start = (state.step % steps_per_epoch) * batch_size
-        indices = jax.lax.dynamic_slice_in_dim(order, start, batch_size)
-        batch = jax.lax.with_sharding_constraint(jnp.take(images, indices, axis=0), data_sh)
-        return inner(state, batch, rng)
-
-    jitted = jax.jit(gather_step, in_shardings=(repl,) * 4, out_shardings=(repl, repl), donate_argnums=0)
-
-    def epoch_orders(start_step: int) -> Iterator[jax.Array]:
-        """Per step, the device copy of its epoch's example order (one transfer per epoch)."""
-        epoch, order = None, None
-        for step in itertools.count(start_step):
-            if step // steps_per_epoch != epoch:
-                epoch = step // steps_per_epoch
-                perm = pipeline.epoch_permutation(num_examples, config.seed, epoch)
-                order = jax.device_put(perm.astype(np.int32), repl)
-            yield order
-
-    return Feed(lambda state, order, rng: jitted(state, order, rng, images), epoch_orders)
+def make_sweep_feed(config, dataset, mesh) -> Feed:
+    """A sweep program's jitted step `(states[N], step_input, rngs[N])` and its inputs; all members
+    train on each step's one batch. On the device the batch is that of the sweep's step count, the
+    members' largest: a diverged member's own count stops (its state stays frozen)."""
+    device = device_input(config, dataset, mesh)
+    if device is None:
+        return Feed(make_sweep_step(config, mesh), host_batches(dataset, mesh))
+    step = make_sweep_step(config, mesh, lambda states, x: device.batch(jnp.max(states.step), x))
+    return Feed(step, device.inputs)

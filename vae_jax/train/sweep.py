@@ -22,10 +22,10 @@ from jax.sharding import PartitionSpec as P
 
 from vae_jax.evaluate import study
 from vae_jax.train import engine, evaluation, sharding
-from vae_jax.train.feed import host_batches
+from vae_jax.train.feed import make_sweep_feed
 from vae_jax.train.sweep_report import write_sweep_results
 from vae_jax.train.sweep_spec import member_config, parse_sweep, programs
-from vae_jax.train.sweep_step import create_sweep_state, make_sweep_step, sweep_axis
+from vae_jax.train.sweep_step import create_sweep_state, sweep_axis
 from vae_jax.train.validate import check_resume_compatible, validate_config
 from vae_jax.train.workdir import Workdir
 
@@ -96,9 +96,8 @@ class _Program:
                 members=self._labels(),
                 epoch_sums=evaluation.EPOCH_SUMS,
             )
-            step = make_sweep_step(run.config, run.mesh)
-            batches = host_batches(run.dataset, run.mesh)
-            state = engine.train_loop(run, state, lambda s, b: step(s, b, rngs), batches, hooks)
+            feed = make_sweep_feed(run.config, run.dataset, run.mesh)  # on the device where it can be
+            state = engine.train_loop(run, state, lambda s, b: feed.step(s, b, rngs), feed.batches, hooks)
             return self._evaluate(run, state, writers, hooks.diverged)
         finally:
             run.close()

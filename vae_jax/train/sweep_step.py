@@ -57,25 +57,40 @@ def vectorization(config) -> str:
     return mode
 
 
-def make_sweep_step(config, mesh):
-    """The jitted train step of a sweep: (states[N], batch, rngs[N]) -> (states, metrics[N])."""
+def make_sweep_step(config, mesh, batch_of=None):
+    """The jitted train step of a sweep: (states[N], batch, rngs[N]) -> (states, metrics[N]).
+
+    batch_of: (states, step_input) -> the members' shared batch, traced in the step (an on-device
+    feed, `vae_jax.train.feed`); then the step takes that input, replicated, in place of the batch.
+    """
     members, data = NamedSharding(mesh, P("sweep")), sharding.data_sharding(mesh)
     inner = make_train_step(config.loss.likelihood, config.data.binarize)
     if vectorization(config) == "vmap":
         vmapped = jax.vmap(inner, in_axes=(0, None, 0))
 
-        def step(states, batch, rngs):
+        def members_step(states, batch, rngs):
             with ops.vmapped_sweep():  # conv_impl='auto' takes its vmapped form while this traces
                 return vmapped(states, batch, rngs)
 
     else:
 
-        def step(states, batch, rngs):
+        def members_step(states, batch, rngs):
             outs = [
                 inner(jax.tree.map(lambda x, i=i: x[i], states), batch, rngs[i]) for i in range(len(rngs))
             ]
             return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
 
+    if batch_of is None:
+        step, batch_sharding = members_step, data
+    else:
+
+        def step(states, step_input, rngs):
+            return members_step(states, batch_of(states, step_input), rngs)
+
+        batch_sharding = sharding.replicated(mesh)
     return jax.jit(
-        step, in_shardings=(members, data, members), out_shardings=(members, members), donate_argnums=0
+        step,
+        in_shardings=(members, batch_sharding, members),
+        out_shardings=(members, members),
+        donate_argnums=0,
     )
