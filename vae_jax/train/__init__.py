@@ -10,7 +10,7 @@ sharding, checkpoint, workdir, validate
 
 The names below load on first use (PEP 562): importing one part, e.g. `vae_jax.train.sharding`
 in a worker process, does not import every trainer's dependencies (the data pipeline,
-scikit-learn, orbax: ~4 s of a process's start-up).
+scikit-learn, orbax).
 """
 
 import importlib
