@@ -118,31 +118,3 @@ def train_step_and_inputs(config, shape):
     )
     batch = np.random.default_rng(0).random((config.train.batch_size, *shape), np.float32)
     return step, state, batch
-
-
-def sweep_step_rate(config, shape, repeats: int = 3, iters: int = 5) -> float:
-    """Median steps per second of the sweep `config.sweep.spec` trained as one program
-    (`sweep_step.make_sweep_step`, members sharded over the devices), each member on the same
-    batch of config.train.batch_size: member-steps per second is this times the members."""
-    import numpy as np
-
-    from vae_jax.models import build_model
-    from vae_jax.train import sharding, sweep_spec, sweep_step
-
-    configs = [sweep_spec.member_config(config, a) for a in sweep_spec.parse_sweep(config.sweep.spec, config)]
-    model = build_model(configs[0], shape)
-    mesh = sharding.make_mesh(num_sweep=sweep_step.sweep_axis(len(configs)))
-    members = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("sweep"))
-    states, rngs = sweep_step.create_sweep_state(model, configs, shape)
-    box = [jax.device_put(states, members), None]
-    rngs = jax.device_put(rngs, members)
-    step = sweep_step.make_sweep_step(config, mesh)
-    images = np.random.default_rng(0).random((config.train.batch_size, *shape)) > 0.9
-    batch = sharding.global_batch(images.astype(np.float32), mesh)
-
-    def one():
-        box[0], box[1] = step(box[0], batch, rngs)
-
-    return 1.0 / median_time(
-        one, repeats=repeats, iters=iters, warmup=2, sync=lambda: jax.block_until_ready(box[1])
-    )

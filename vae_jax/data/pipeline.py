@@ -71,8 +71,14 @@ def ground_truth_batch_fn(
     return batch_at
 
 
+PREFETCH_DEPTH = 4  # batches the prefetch thread keeps ready
+
+
 def prefetch(
-    batch_at: Callable[[int], np.ndarray], start_step: int, depth: int = 4, transform: Callable | None = None
+    batch_at: Callable[[int], np.ndarray],
+    start_step: int,
+    depth: int = PREFETCH_DEPTH,
+    transform: Callable | None = None,
 ) -> Iterator:
     """Yields batch_at(start_step), batch_at(start_step + 1), ... computed in a background thread.
 
