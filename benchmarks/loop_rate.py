@@ -7,11 +7,12 @@ The real loop (`engine.train_loop` with a real `Run`: workdir writer, metrics.js
 TensorBoard records every train.log_every steps, Orbax checkpoints every
 train.checkpoint_every, the feed a single run uses) trains the config from scratch with
 evaluation off. Every `--segment` steps the loop's evaluation hook, which the benchmark owns,
-first waits for the loop's work and then times the same jitted step fed by the same kind of
-stream for `--segment` steps on a state of its own, the way `benchmarks.step_time` times its
-"pipeline" rate (a block of steps, one wait at its end). So loop and pipeline alternate every
-few seconds and share the machine's load; the first segment (compilation) is left out, and the
-loop's time excludes the hook's. The ratio loop / pipeline should be near 1.
+first waits for the loop's work and then times, for `--segment` steps each on a state of its
+own, the same jitted step fed by a stream of its own (the "pipeline" rate of
+`benchmarks.step_time`) and the plain step on one batch already on the device (its "in-memory"
+rate), each a block with one wait at its end. So the loop and the blocks alternate every few
+seconds and share the machine's load; the first segment and block of each kind (compilation)
+are left out, and the loop's time excludes the hook's. loop / pipeline should be near 1.
 
 `--variants` reruns the loop without one of its parts, each a fresh run in the same process,
 to attribute a gap: `no_checkpoints` (no Orbax saves), `no_records` (no metrics.jsonl or
@@ -22,16 +23,19 @@ the host's prefetch thread). Each variant's ratio is against its own interleaved
 import argparse
 import dataclasses
 import importlib.util
+import itertools
 import math
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import jax
 
 from benchmarks.common import environment, write_results
-from vae_jax.train import engine, evaluation
+from vae_jax.train import engine, evaluation, sharding
 from vae_jax.train.feed import make_feed
+from vae_jax.train.steps import make_train_step
 from vae_jax.train.validate import validate_config
 from vae_jax.train.workdir import Workdir
 
@@ -48,44 +52,67 @@ def load_config(spec: str):
 
 
 @dataclasses.dataclass
-class _Interleaved:
-    """The evaluation hook: ends a loop segment, times a pipeline block, starts the next segment."""
+class _Block:
+    """A timed block's step, its inputs and its own state; (steps, seconds, CPU seconds) per block."""
 
-    step: object  # the feed's jitted step (shared with the loop: compiled once)
-    stream: object  # the pipeline's own step inputs
-    state: object  # the pipeline's own state
+    step: Callable
+    inputs: Iterator
+    state: object
+    times: list = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class _Interleaved:
+    """The evaluation hook: ends a loop segment, times one block of each kind, starts the next."""
+
+    blocks: dict[str, _Block]
     rng: jax.Array
     steps: int
     loop: list = dataclasses.field(default_factory=list)  # (steps, seconds, CPU seconds) per segment
-    pipeline: list = dataclasses.field(default_factory=list)  # (steps, seconds, CPU seconds) per block
-    mark: tuple = (0.0, 0.0)  # when the current loop segment started: wall and CPU time
+    mark: tuple = (0.0, 0.0)  # when the current segment or block started: wall and CPU time
     last_step: int = 0
 
     def start(self) -> None:
         self.mark = (time.perf_counter(), time.process_time())
 
+    def _elapsed(self, steps: int) -> tuple[int, float, float]:
+        return steps, time.perf_counter() - self.mark[0], time.process_time() - self.mark[1]
+
     def __call__(self, loop_state) -> None:
         jax.block_until_ready(loop_state)
         step = int(jax.device_get(loop_state.step))
         self.end(step)
-        self.start()
-        for _ in range(self.steps):
-            self.state, metrics = self.step(self.state, next(self.stream), self.rng)
-        jax.block_until_ready(metrics)
-        self.pipeline.append(
-            (self.steps, time.perf_counter() - self.mark[0], time.process_time() - self.mark[1])
-        )
+        for block in self.blocks.values():
+            self.start()
+            for _ in range(self.steps):
+                block.state, metrics = block.step(block.state, next(block.inputs), self.rng)
+            jax.block_until_ready(metrics)
+            block.times.append(self._elapsed(self.steps))
         self.start()
         self.last_step = step
 
     def end(self, step: int) -> None:
         """A loop segment ends at `step`, whose work is done."""
-        wall, cpu = time.perf_counter() - self.mark[0], time.process_time() - self.mark[1]
-        self.loop.append((step - self.last_step, wall, cpu))
+        self.loop.append(self._elapsed(step - self.last_step))
+
+
+def _blocks(config, run, feed) -> dict[str, _Block]:
+    """The pipeline block (the loop's own jitted step and a stream of its own) and the in-memory
+    block (`step_time`'s: one batch already on the device, the step without a feed)."""
+    repl, data = sharding.replicated(run.mesh), sharding.data_sharding(run.mesh)
+    plain = jax.jit(
+        make_train_step(config.loss.likelihood, config.data.binarize),
+        in_shardings=(repl, data, repl), out_shardings=(repl, repl), donate_argnums=0,
+    )  # fmt: skip
+    batch = sharding.global_batch(run.dataset.batch_at(0), run.mesh)
+    return {
+        "pipeline": _Block(feed.step, feed.batches(0), engine.init_state(run)),
+        "in_memory": _Block(plain, itertools.repeat(batch), engine.init_state(run)),
+    }
 
 
 def run_variant(config, variant: str, workdir: Path) -> dict:
-    """The loop's and the interleaved pipeline's steps/s for one variant."""
+    """The loop's, the interleaved pipeline's and the in-memory step's steps/s for one variant."""
     config = config.copy_and_resolve_references()
     if variant == "host_feed":
         config.data.on_device = False
@@ -94,7 +121,7 @@ def run_variant(config, variant: str, workdir: Path) -> dict:
     try:
         feed = make_feed(config, run.dataset, run.mesh)
         rng = jax.random.fold_in(jax.random.key(config.seed), 1)
-        hook = _Interleaved(feed.step, feed.batches(0), engine.init_state(run), rng, config.eval.every)
+        hook = _Interleaved(_blocks(config, run, feed), rng, config.eval.every)
         num_steps = config.train.num_steps
 
         def log(step, metrics):
@@ -106,22 +133,28 @@ def run_variant(config, variant: str, workdir: Path) -> dict:
         hooks = engine.Hooks(log=log, evaluate=hook, epoch_sums=evaluation.EPOCH_SUMS)
         hook.start()
         engine.train_loop(run, engine.init_state(run), lambda s, b: feed.step(s, b, rng), feed.batches, hooks)
-        hook.stream.close()
+        hook.blocks["pipeline"].inputs.close()
     finally:
         run.close()
         writer.close()
-    loop, pipeline = hook.loop[1:], hook.pipeline  # the loop's first segment compiles
-    loop_rate, pipeline_rate = _rate(loop), _rate(pipeline)
+    loop = hook.loop[1:]  # the loop's first segment compiles (the blocks compile before timing)
+    rates = {"loop": _rate(loop), **{k: _rate(b.times[1:]) for k, b in hook.blocks.items()}}
     return {
-        "loop_steps_per_sec": loop_rate,
-        "pipeline_steps_per_sec": pipeline_rate,
-        "loop_vs_pipeline": loop_rate / pipeline_rate,
+        "loop_steps_per_sec": rates["loop"],
+        "pipeline_steps_per_sec": rates["pipeline"],
+        "in_memory_steps_per_sec": rates["in_memory"],
+        "loop_vs_pipeline": rates["loop"] / rates["pipeline"],
+        "loop_vs_in_memory": rates["loop"] / rates["in_memory"],
         # The process's CPU time (all its threads) per step: what a loaded machine's wall time hides.
-        "loop_cpu_ms_per_step": 1e3 * sum(c for _, _, c in loop) / sum(n for n, _, _ in loop),
-        "pipeline_cpu_ms_per_step": 1e3 * sum(c for _, _, c in pipeline) / sum(n for n, _, _ in pipeline),
+        "loop_cpu_ms_per_step": _cpu_ms(loop),
+        "pipeline_cpu_ms_per_step": _cpu_ms(hook.blocks["pipeline"].times[1:]),
         "loop_segments_steps_per_sec": [n / t for n, t, _ in loop],
-        "pipeline_blocks_steps_per_sec": [n / t for n, t, _ in pipeline],
+        "pipeline_blocks_steps_per_sec": [n / t for n, t, _ in hook.blocks["pipeline"].times],
     }
+
+
+def _cpu_ms(parts: list) -> float:
+    return 1e3 * sum(c for _, _, c in parts) / sum(n for n, _, _ in parts)
 
 
 def _rate(parts: list) -> float:
