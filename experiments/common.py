@@ -139,6 +139,8 @@ def base_config() -> ml_collections.ConfigDict:
     # empty = a single run. See vae_jax/train/sweep.py.
     c.sweep.spec = ""
     c.sweep.vectorize = "auto"  # 'vmap' | 'map' | 'auto' (map on CPU, vmap on accelerators)
+    # "I/N": members I, I+N, ... only (--sweep_slice); experiments.study joins the slices
+    c.sweep.slice = config_dict.placeholder(str)
     return c
 
 

@@ -9,6 +9,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy
 
 from vae_jax.errors import UserError
+from vae_jax.train import multihost
 
 
 class UnreadableCheckpointsError(UserError, ValueError):
@@ -35,7 +36,7 @@ def make_manager(workdir: str | Path, keep: int = 3, async_save: bool = True) ->
 
 def state_step(state) -> int:
     """The step of a state; for a sweep's stacked states the furthest member's step."""
-    return int(np.max(jax.device_get(state.step)))
+    return int(np.max(multihost.to_host(state.step)))
 
 
 def save(manager: ocp.CheckpointManager, state, force: bool = False) -> None:
