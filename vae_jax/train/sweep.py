@@ -7,8 +7,9 @@ see `vectorization`) over a member axis that is sharded on the mesh's `sweep` ax
 the batch sharded on `data`. Members that differ in anything else form separate programs,
 run one after another, each through the engine's loop.
 
-All members of a program see the same batches (the base `config.seed` fixes the
-data order); a member's `seed` sets its initialization and sampling noise.
+All members of a sweep see the same batches (the sweep's own `config.seed` fixes the data
+order, in every program and slice); a member's `seed` sets its initialization and sampling
+noise.
 """
 
 import dataclasses
@@ -61,15 +62,13 @@ def train_sweep(
             if not members:
                 continue
             logging.info("Sweep program %d/%d: %d members in one step", p + 1, len(groups), len(members))
-            program = _Program([configs[m] for m in members], members, assignments, writer)
+            program = _Program([configs[m] for m in members], members, assignments, writer, config.seed)
             rows += program.train(workdir if len(groups) == 1 else workdir / f"program_{p}")
         rows.sort(key=lambda row: row["member"])
         if writer.enabled:
             write_sweep_results(workdir, rows, list(assignments[0]))
             if config.sweep.get("slice"):
-                logging.info(
-                    "Slice %s done; join the slices: python -m experiments.study DIR...", config.sweep.slice
-                )
+                logging.info("Slice %s done: experiments.study joins the slices", config.sweep.slice)
             else:
                 study.write_study([workdir], workdir / "study")  # the members as one study table, plots
         results = {"members": rows}
@@ -87,11 +86,18 @@ class _Program:
     members: list[int]
     assignments: list[dict]
     writer: Workdir
+    data_seed: int  # the sweep's own config.seed: every program's (and slice's) data order
+
+    def _run_config(self) -> ml_collections.ConfigDict:
+        """The program's config (its first member's) with the sweep's seed, which orders the data."""
+        run_config = ml_collections.ConfigDict(self.configs[0].to_dict())
+        run_config.seed = self.data_seed
+        return run_config
 
     def train(self, program_dir: Path) -> list[dict]:
         """Trains the members to train.num_steps (resuming), evaluates each; returns their rows."""
         num_sweep = sweep_axis(len(self.members))
-        run = engine.build_run(self.configs[0], self.writer, program_dir, num_sweep=num_sweep)
+        run = engine.build_run(self._run_config(), self.writer, program_dir, num_sweep=num_sweep)
         writers = {}
         try:
             member_sh = NamedSharding(run.mesh, P("sweep"))
