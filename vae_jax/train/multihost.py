@@ -48,13 +48,13 @@ class StopSignal:
     a signal reaches one process (or several, at different steps), while saving a checkpoint is a
     collective: so SIGTERM is left to JAX's preemption notifier (`jax.distributed` installs it),
     which tells every process, and `jax.experimental.multihost_utils.reached_preemption_sync_point`
-    names the first step that all of them can still reach; SIGINT is turned into a SIGTERM to this
-    process. The sync point counts the loop's iterations over the whole process (`tick`), not the
-    train step, so that every process calls it with the same, increasing number in every program
-    of a sweep.
+    names the first step that all of them can still reach (one past the furthest step any process
+    has reported); SIGINT is turned into a SIGTERM to this process. The sync point is asked with
+    the train step, as Orbax's CheckpointManager asks it when it saves (`checkpoint.make_manager`
+    saves synchronously across processes, so that Orbax never reports an earlier step from its
+    background thread). A notice that arrives outside the loop (while a sweep evaluates a
+    program, before the first step) names a step that the next loop may never reach: it is lost.
     """
-
-    _ticks = 0  # loop iterations of this process, across train loops
 
     def __init__(self):
         self.signum = None
@@ -84,8 +84,7 @@ class StopSignal:
             return self.signum
         if step != self._step:
             self._step = step
-            StopSignal._ticks += 1
-            self._reached = multihost_utils.reached_preemption_sync_point(StopSignal._ticks)
+            self._reached = multihost_utils.reached_preemption_sync_point(step)
             if self._reached and self.signum is None:
                 logging.warning("Another process received a stop signal (a preemption notice).")
         return (self.signum or signal.SIGTERM) if self._reached else None
