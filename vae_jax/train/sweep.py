@@ -55,15 +55,19 @@ def train_sweep(
     writer = Workdir(workdir, tensorboard=False)  # members write their own events: one curve each
     writer.write_config(config)
     groups = programs(assignments)
+    program_dirs = ["." if len(groups) == 1 else f"program_{p}" for p in range(len(groups))]
+    parts = [[m for m in group if m in configs] for group in groups]  # a slice's part of each program
+    writer.write_run_info(
+        programs=[{"dir": d, "members": m} for d, m in zip(program_dirs, parts, strict=True) if m]
+    )
     rows: list[dict] = []
     try:
-        for p, group in enumerate(groups):
-            members = [m for m in group if m in configs]  # a slice's part of the program
+        for p, members in enumerate(parts):
             if not members:
                 continue
             logging.info("Sweep program %d/%d: %d members in one step", p + 1, len(groups), len(members))
             program = _Program([configs[m] for m in members], members, assignments, writer, config.seed)
-            rows += program.train(workdir if len(groups) == 1 else workdir / f"program_{p}")
+            rows += program.train(workdir / program_dirs[p])
         rows.sort(key=lambda row: row["member"])
         if writer.enabled:
             write_sweep_results(workdir, rows, list(assignments[0]))
@@ -98,6 +102,7 @@ class _Program:
         """Trains the members to train.num_steps (resuming), evaluates each; returns their rows."""
         num_sweep = sweep_axis(len(self.members))
         run = engine.build_run(self._run_config(), self.writer, program_dir, num_sweep=num_sweep)
+        self.writer.write_run_info(data_shape=list(run.dataset.data_shape))
         writers = {}
         try:
             member_sh = NamedSharding(run.mesh, P("sweep"))
