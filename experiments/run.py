@@ -35,6 +35,7 @@ from ml_collections.config_flags import config_path
 from vae_jax import train
 from vae_jax.errors import UserError
 from vae_jax.ops import allocator
+from vae_jax.train.sweep_spec import parse_sweep, slice_members
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:preset].")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (default runs/<config name>).")
@@ -142,23 +143,20 @@ def _not_joined(timeout: int, address: str | None) -> None:
 
 def _check_sweep_slice(config) -> None:
     """Sets config.sweep.slice from --sweep_slice; a bad spec or slice ends in one line before
-    anything slow. (After jax.distributed starts: importing the sweep spec imports the models,
-    whose constants start JAX's backend.)"""
+    anything slow, and before waiting for the other processes of a multi-process run."""
     if _SLICE.value is not None:
         config.sweep.slice = _SLICE.value
     if config.sweep.get("slice"):
-        from vae_jax.train.sweep_spec import parse_sweep, slice_members
-
         slice_members(config, len(parse_sweep(config.sweep.spec, config)) if config.sweep.spec else 0)
 
 
 def main(argv):
     del argv
-    _initialize_distributed()
     try:
         _check_sweep_slice(_CONFIG.value)
     except UserError as e:
         _fail(str(e))
+    _initialize_distributed()
     allocator.keep_freed_memory()  # before XLA allocates; VAE_JAX_MALLOC=system keeps glibc's defaults
     _use_compilation_cache()
     if not _VERBOSE.value:

@@ -319,8 +319,8 @@ def test_non_finite_loss_stops_with_step_and_metric_and_keeps_good_checkpoint(tm
     config, workdir = _smoke(tmp_path, num_steps=12, checkpoint_every=4, log_every=1)
     real_load = data_lib.load_dataset
 
-    def poisoned(cfg):
-        dataset = real_load(cfg)
+    def poisoned(cfg, **kwargs):
+        dataset = real_load(cfg, **kwargs)
         clean = dataset.batch_at
         dataset.batch_at = lambda step: clean(step) * (np.nan if step == 6 else 1.0)
         return dataset

@@ -67,6 +67,9 @@ def run_module():
         (("--sweep_slice=4/4",), "error: sweep slice '4/4' (--sweep_slice, config.sweep.slice) is invalid"),
         (("--sweep_slice=first",), "error: sweep slice 'first' (--sweep_slice, config.sweep.slice) is"),
         (("--sweep_slice=5/8",), "error: sweep slice '5/8' would be empty: the sweep has 4 members"),
+        # Before waiting for the other processes (here a coordinator that would never answer).
+        (("--sweep_slice=x", "--num_processes=2", "--process_id=1", "--coordinator_address=127.0.0.1:1"),
+         "error: sweep slice 'x'"),
     ],
 )  # fmt: skip
 def test_cli_ends_a_bad_slice_in_one_line_before_anything_slow(flags, expect, tmp_path, capsys, run_module):
