@@ -10,4 +10,5 @@ codebook          a VQ-VAE's code usage and perplexity over a whole set
 baselines         PCA / ICA / pixel representations for the metrics
 pictures          the grids written to a workdir's images/
 study             sweep workdirs joined into one study table, box plots and rank correlations
+sweep_rows        a sweep's member rows read back, the workdirs of its slices joined
 """

@@ -53,7 +53,8 @@ class StopSignal:
     the train step, as Orbax's CheckpointManager asks it when it saves (`checkpoint.make_manager`
     saves synchronously across processes, so that Orbax never reports an earlier step from its
     background thread). A notice that arrives outside the loop (while a sweep evaluates a
-    program, before the first step) names a step that the next loop may never reach: it is lost.
+    program, before the first step of a resumed run) names a step that the next loop may never
+    reach: it is lost.
     """
 
     def __init__(self):

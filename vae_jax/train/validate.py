@@ -10,6 +10,7 @@ from pathlib import Path
 import jax
 import ml_collections
 
+from vae_jax.config_text import lookup
 from vae_jax.errors import ConfigError
 from vae_jax.train.sweep_spec import member_config, parse_sweep
 
@@ -26,9 +27,7 @@ def _check(ok: bool, field: str, value, allowed: str) -> None:
 
 
 def _one_of(config, field: str, allowed) -> None:
-    value = config
-    for part in field.split("."):
-        value = value[part]
+    value = lookup(config, field)
     _check(value in allowed, field, value, f"must be one of {list(allowed)}")
 
 
