@@ -107,14 +107,13 @@ def train_step_and_inputs(config, shape):
     import numpy as np
 
     from vae_jax.models import build_model
-    from vae_jax.objectives_iw import spec_from_config
     from vae_jax.train.state import create_train_state
     from vae_jax.train.steps import make_train_step
 
     model = build_model(config, shape)
     state = create_train_state(model, config, shape, jax.random.key(0))
     step = jax.jit(
-        make_train_step(config.loss.likelihood, config.data.binarize, spec_from_config(config.loss)),
+        make_train_step(config.loss.likelihood, config.data.binarize),
         donate_argnums=0,
     )
     batch = np.random.default_rng(0).random((config.train.batch_size, *shape), np.float32)

@@ -6,12 +6,12 @@ of the PCA / ICA / raw-pixel baselines.
                                        [--skip-baselines] [--out FILE]
 
 Without --workdir the model is freshly initialized; with it, the latest checkpoint of that run
-(a `beta_vae.py` config) is scored: the time of SAP's dual solver depends on how well separated
-the codes are, so a trained model gives the representative time. Each mode times the same
+(`vae_jax.load_run`) is scored: the time of SAP's dual solver depends on how well separated the
+codes are, so a trained model gives the representative time. Each mode times the same
 protocol and must give the same scores:
 - serial: one classifier fit at a time, every metric drawing and encoding its own codes;
-- parallel: DCI's per-factor and SAP's per-code fits on one thread per core, and the draws that
-  metrics make alike encoded once (`codes.SharedDraws`).
+- parallel: DCI's per-factor fits on one thread and SAP's per-code fits in one process per core,
+  and the draws that metrics make alike encoded once (`codes.SharedDraws`).
 The factor grid is encoded once for both (`seconds_grid`); `seconds` per metric follow.
 """
 
@@ -30,9 +30,10 @@ from experiments import beta_vae
 from vae_jax.data import get_ground_truth_data
 from vae_jax.evaluate import baselines, disentanglement
 from vae_jax.evaluate.codes import GridRepresentation, SharedDraws
-from vae_jax.evaluate.ground_truth import representation_fn
+from vae_jax.evaluate.ground_truth import Representation
+from vae_jax.evaluate.inference import Inference
 from vae_jax.models import build_model
-from vae_jax.train import checkpoint, engine
+from vae_jax.train.restore import load_run
 from vae_jax.train.state import create_train_state
 
 ALL = list(disentanglement.METRICS)
@@ -42,14 +43,11 @@ MODES = {"serial": (1, False), "parallel": (None, True)}  # (n_jobs, share_draws
 def model_representation(workdir: str | None):
     config = beta_vae.get_config()
     if workdir:
-        _, model, _, state = engine.setup(config)
-        manager = checkpoint.make_manager(workdir)
-        state = checkpoint.restore_latest(manager, state)
-        manager.close()
-    else:
-        model = build_model(config, (64, 64, 1))
-        state = create_train_state(model, config, (64, 64, 1), jax.random.key(0))
-    return representation_fn(model, state)
+        run = load_run(workdir)
+        return Representation(run.inference)
+    model = build_model(config, (64, 64, 1))
+    state = create_train_state(model, config, (64, 64, 1), jax.random.key(0))
+    return Representation(Inference(model, state.variables, config.loss.likelihood))
 
 
 def machine() -> dict:

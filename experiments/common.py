@@ -85,14 +85,14 @@ def base_config() -> ml_collections.ConfigDict:
     c.loss.c_max = 0.0  # final capacity in nats
     c.loss.anneal_steps = 1.0  # steps over which C rises from 0 to c_max
     c.loss.commitment_cost = 0.25
-    # VAE objective (vae_jax/objectives_iw.py): 'elbo' (mean over the samples; Burda's "VAE k>1") |
+    # VAE objective (vae_jax/objectives/importance.py): 'elbo' (mean over the samples; Burda's "VAE k>1") |
     # 'iwae' (L_{MK}) | 'miwae' (M groups of K) | 'piwae' (IWAE_{MK} for p, MIWAE_{M,K} for q) | 'ciwae'.
     c.loss.objective = "elbo"
     c.loss.num_samples = 1  # K importance samples per group (structural: a separate program per K)
     c.loss.num_outer = 1  # M groups of K samples ('miwae', 'piwae'); the others use all M * K
     c.loss.ciwae_beta = 0.5  # CIWAE's mix beta * ELBO + (1 - beta) * IWAE, in [0, 1] (sweepable)
     # The Gaussian VAE's objective: 'vae' (beta-VAE; with gamma > 0 the capacity-annealed VAE) |
-    # 'beta_tcvae' | 'dip_vae_i' | 'dip_vae_ii' | 'factor_vae' (vae_jax/objectives_disentangle.py).
+    # 'beta_tcvae' | 'dip_vae_i' | 'dip_vae_ii' | 'factor_vae' (vae_jax/objectives/disentangle.py).
     # The other methods keep the KL at weight 1: they need beta = 1 and gamma = 0.
     c.loss.method = "vae"
     c.loss.tc_beta = 1.0  # beta-TCVAE's TC weight; 1.0 = the VAE
@@ -107,7 +107,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.optim.learning_rate = 1e-3
     c.optim.grad_clip = 0.0  # 0 = no clipping
     # 'constant' | 'burda': Burda et al.'s stages i = 0..num_stages-1 of 3^i * stage0_steps steps,
-    # at learning_rate * 10^(-i/7) (state.burda_schedule).
+    # at learning_rate * 10^(-i/7) (optimizer.burda_schedule).
     c.optim.schedule = "constant"
     c.optim.stage0_steps = 3000  # 'burda': one pass over 60,000 images in batches of 20
     c.optim.num_stages = 8

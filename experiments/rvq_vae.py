@@ -1,7 +1,7 @@
 """Residual-VQ VAE on Fashion-MNIST: the VQ-VAE of vq_vae.py with 4 residual quantizers
 (Zeghidour et al. 2021, SoundStream) of 256 EMA codes each, dead-code restart, k-means
 initialisation from the first batch and quantizer dropout; 4 codes per position of the 7x7
-grid. Its PixelCNN prior reads the levels interleaved along the grid's width (models/prior.py).
+grid. Its PixelCNN prior reads the levels interleaved along the grid's width (models/code_prior.py).
 
   python -m experiments.run --config=experiments/rvq_vae.py:quick
   python -m experiments.run --config=experiments/vq_prior.py:quick \

@@ -7,7 +7,7 @@ Train the VQ-VAE first, then point this at its workdir:
       --config.prior.vqvae_workdir=runs/vq_vae_quick
 
 Any quantizer's codes work: FSQ's grid indices (fsq_vae.py) and residual VQ's levels, read
-interleaved along the grid's width (rvq_vae.py; vae_jax/models/prior.py).
+interleaved along the grid's width (rvq_vae.py; vae_jax/models/code_prior.py).
 """
 
 import ml_collections

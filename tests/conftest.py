@@ -36,27 +36,12 @@ os.environ.setdefault("JAX_INCLUDE_FULL_TRACEBACKS_IN_LOCATIONS", "0")
 if "--xla_cpu_collective_call_terminate_timeout_seconds" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] += " --xla_cpu_collective_call_terminate_timeout_seconds=900"
 
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from vae_jax.data.idx import write_idx  # noqa: E402
+from tests.helpers import make_idx_dir  # noqa: E402
 from vae_jax.ops import allocator  # noqa: E402
 
 allocator.keep_freed_memory()  # as the CLI does (opt-in; VAE_JAX_MALLOC=system keeps glibc's defaults)
-
-
-def make_idx_dir(path, n_train=300, n_test=100, seed=0):
-    """Writes the four MNIST-style idx.gz files of a small synthetic 10-class dataset."""
-    rng = np.random.default_rng(seed)
-    path.mkdir(parents=True, exist_ok=True)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        labels = rng.integers(0, 10, n).astype(np.uint8)
-        images = np.zeros((n, 28, 28), np.uint8)
-        for i, label in enumerate(labels):  # class c: a bright bar at rows 2c..2c+5
-            images[i, 2 * label : 2 * label + 6, 4:24] = 200 + rng.integers(0, 55)
-        write_idx(path / f"{prefix}-images-idx3-ubyte.gz", images)
-        write_idx(path / f"{prefix}-labels-idx1-ubyte.gz", labels)
-    return path
 
 
 @pytest.fixture

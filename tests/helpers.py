@@ -1,5 +1,6 @@
 """Helpers shared by the run-level tests: load configs, run the CLI, read a workdir's state."""
 
+import gzip
 import importlib
 import json
 import math
@@ -9,7 +10,12 @@ import sys
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
+import ml_collections
 import numpy as np
+
+from experiments import common
+from vae_jax.train.state import TrainState
 
 ROOT = Path(__file__).resolve().parents[1]
 # factor_vae stands for the study's configs (beta_tcvae.py, dip_vae.py change only the objective,
@@ -109,3 +115,70 @@ def assert_workdir_contract(workdir, *, trained=True, checkpoints=True, record_f
     results = json.loads((workdir / "results.json").read_text())
     assert isinstance(results, dict)
     return results
+
+
+def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Writes a uint8 array as an idx file (gzipped if the name ends in .gz)."""
+    array = np.ascontiguousarray(array, np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(s).to_bytes(4, "big") for s in array.shape)
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "wb") as f:
+        f.write(header + array.tobytes())
+
+
+def write_norb_matrix(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Writes a uint8 or int32 array as a NYU binary-matrix file (gzipped for '.gz')."""
+    array = np.asarray(array)
+    magic = 0x1E3D4C55 if array.dtype == np.uint8 else 0x1E3D4C54
+    array = array.astype("u1" if magic == 0x1E3D4C55 else "<i4")
+    dims = list(array.shape) + [1] * max(0, 3 - array.ndim)
+    header = np.array([magic, array.ndim, *dims], "<i4").tobytes()
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "wb") as f:
+        f.write(header + array.tobytes())
+
+
+# A toy run for the engine's loop: a scalar "model" that adds each batch to its parameter.
+
+
+def toy_config(num_steps=10, log_every=3, checkpoint_every=4, eval_every=5) -> ml_collections.ConfigDict:
+    c = common.base_config()
+    c.train.num_steps, c.train.log_every, c.train.checkpoint_every = num_steps, log_every, checkpoint_every
+    c.eval.every = eval_every
+    return c
+
+
+def toy_state(members: int | None = None) -> TrainState:
+    """A state whose step adds the batch to `params['w']`."""
+    shape = () if members is None else (members,)
+    return TrainState(
+        step=jnp.zeros(shape, jnp.int32), params={"w": jnp.zeros(shape)}, opt_state={}, model_state={},
+        hparams={}, apply_fn=None, tx=None,
+    )  # fmt: skip
+
+
+def toy_step(state, batch):
+    """Adds batch; a NaN batch leaves the state unchanged and reports finite = 0 (as the real step)."""
+    finite = jnp.isfinite(batch)
+    new = state.replace(step=state.step + 1, params={"w": state.params["w"] + batch})
+    new = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, state)
+    return new, {"loss": batch * jnp.ones_like(state.params["w"]), "finite": finite.astype(jnp.float32)}
+
+
+def batches_from(values):
+    """start -> iterator of the inputs of steps start+1, start+2, ... (values[t - 1] for step t)."""
+    return lambda start: iter(jnp.asarray(v, jnp.float32) for v in values[start:])
+
+
+def make_idx_dir(path, n_train=300, n_test=100, seed=0):
+    """Writes the four MNIST-style idx.gz files of a small synthetic 10-class dataset."""
+    rng = np.random.default_rng(seed)
+    path.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = np.zeros((n, 28, 28), np.uint8)
+        for i, label in enumerate(labels):  # class c: a bright bar at rows 2c..2c+5
+            images[i, 2 * label : 2 * label + 6, 4:24] = 200 + rng.integers(0, 55)
+        write_idx(path / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(path / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return path

@@ -16,7 +16,6 @@ import numpy as np
 
 from tests.dp_worker import small_config
 from vae_jax.models import build_model
-from vae_jax.objectives_iw import spec_from_config
 from vae_jax.train import sharding, sweep_spec, sweep_step
 from vae_jax.train.state import create_train_state
 from vae_jax.train.steps import make_train_step
@@ -64,9 +63,7 @@ def train_members(config, spec: str, vectorizations: str, prefix: str = "") -> d
         tree = jax.device_get({"p": states.params, "m": states.model_state, "d": states.disc})
         for i in range(len(configs)):
             result.update(flat(jax.tree.map(lambda x, i=i: x[i], tree), f"{prefix}{vectorize}/{i}/"))
-    single = jax.jit(
-        make_train_step(config.loss.likelihood, config.data.binarize, spec_from_config(config.loss))
-    )
+    single = jax.jit(make_train_step(config.loss.likelihood, config.data.binarize))
     for i, c in enumerate(configs):
         alone = create_train_state(model, c, (28, 28, 1), jax.random.fold_in(jax.random.key(c.seed), 0))
         for batch in images:

@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 
 from experiments import common
+from tests.helpers import write_idx
 from vae_jax import data as data_lib
 from vae_jax.data import dsprites, pipeline
-from vae_jax.data.idx import read_idx, write_idx
-from vae_jax.data.sources import DatasetUnavailableError, load_image_splits
+from vae_jax.data.idx import read_idx
+from vae_jax.data.sources import load_image_splits
+from vae_jax.errors import DatasetUnavailableError
 
 
 def test_idx_roundtrip_and_corruption(tmp_path):
@@ -113,16 +115,3 @@ def test_dsprites_ground_truth_interface():
         dsprites.render(np.array([[3, 0, 0, 0, 0]]))
     with pytest.raises(ValueError, match="no ground-truth"):
         data_lib.get_ground_truth_data("cars4d")
-
-
-def test_dsprites_tfds_builder(tfds_dir):
-    from vae_jax.data.builders import DspritesProcedural
-
-    builder = DspritesProcedural(config="coarse8", data_dir=tfds_dir)
-    builder.download_and_prepare()
-    assert builder.info.splits["train"].num_examples == 3 * 6 * 40 * 4 * 4
-    import tensorflow_datasets as tfds
-
-    example = next(iter(tfds.as_numpy(builder.as_dataset(split="train[:1]"))))
-    factors = np.array([[example[n] for n in dsprites.FACTOR_NAMES]])
-    np.testing.assert_array_equal(example["image"], dsprites.render(factors)[0])

@@ -9,15 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
 
-from experiments import common
+from tests.helpers import batches_from, toy_config, toy_state, toy_step
 from vae_jax.train import checkpoint, dispatch, engine
-from vae_jax.train.state import TrainState
 from vae_jax.train.workdir import Workdir, read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,38 +23,9 @@ TRAIN = ROOT / "vae_jax" / "train"
 TRAINERS = ("single", "sweep", "prior_training", "closed_form")
 
 
-def toy_config(num_steps=10, log_every=3, checkpoint_every=4, eval_every=5) -> ml_collections.ConfigDict:
-    c = common.base_config()
-    c.train.num_steps, c.train.log_every, c.train.checkpoint_every = num_steps, log_every, checkpoint_every
-    c.eval.every = eval_every
-    return c
-
-
-def toy_state(members: int | None = None) -> TrainState:
-    """A state whose step adds the batch to `params['w']`."""
-    shape = () if members is None else (members,)
-    return TrainState(
-        step=jnp.zeros(shape, jnp.int32), params={"w": jnp.zeros(shape)}, opt_state={}, model_state={},
-        hparams={}, apply_fn=None, tx=None,
-    )  # fmt: skip
-
-
-def toy_step(state, batch):
-    """Adds batch; a NaN batch leaves the state unchanged and reports finite = 0 (as the real step)."""
-    finite = jnp.isfinite(batch)
-    new = state.replace(step=state.step + 1, params={"w": state.params["w"] + batch})
-    new = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, state)
-    return new, {"loss": batch * jnp.ones_like(state.params["w"]), "finite": finite.astype(jnp.float32)}
-
-
 def toy_run(tmp_path, config, with_checkpoints=True):
     manager = checkpoint.make_manager(tmp_path, async_save=False) if with_checkpoints else None
     return engine.Run(config, Workdir(tmp_path, tensorboard=False), None, None, None, manager)
-
-
-def batches_from(values):
-    """start -> iterator of the inputs of steps start+1, start+2, ... (values[t - 1] for step t)."""
-    return lambda start: iter(jnp.asarray(v, jnp.float32) for v in values[start:])
 
 
 def test_loop_calls_hooks_on_their_steps_and_checkpoints(tmp_path):

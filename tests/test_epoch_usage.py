@@ -8,12 +8,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tests.helpers import assert_workdir_contract, load_config, use_local_idx
-from tests.test_engine import batches_from, toy_config, toy_state
+from tests.helpers import (
+    assert_workdir_contract,
+    batches_from,
+    load_config,
+    toy_config,
+    toy_state,
+    use_local_idx,
+)
 from vae_jax.models import FSQ, ResidualVQ, VectorQuantizer
 from vae_jax.train import engine, single, train_and_evaluate
 from vae_jax.train.feed import make_feed
-from vae_jax.train.steps import apply_model
+from vae_jax.train.losses import apply_model
 from vae_jax.train.workdir import Workdir, read_metrics
 
 

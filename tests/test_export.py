@@ -21,7 +21,7 @@ from tests.helpers import ROOT, load_config
 from vae_jax import data as data_lib
 from vae_jax import ops
 from vae_jax.models import build_model
-from vae_jax.models.prior import PixelCNNPrior
+from vae_jax.models.code_prior import PixelCNNPrior
 from vae_jax.ops import onednn
 from vae_jax.train import sharding
 from vae_jax.train.feed import make_feed

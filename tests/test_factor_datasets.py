@@ -14,6 +14,7 @@ import tensorflow_datasets as tfds
 from scipy import io
 
 from experiments import common
+from tests.helpers import write_norb_matrix
 from vae_jax import data as data_lib
 from vae_jax.data import factor_datasets, factor_files
 from vae_jax.data.factor_table import FactorTable
@@ -96,18 +97,18 @@ def write_smallnorb(directory, n=40, seed=0):
         info = labels[:, 1:].copy()
         info[:, 2] *= 2  # azimuths are stored as 0, 2, ..., 34
         stem = directory / f"smallnorb-{chunk}-"
-        factor_files.write_norb_matrix(f"{stem}dat{ext}", np.stack([images, images], axis=1))
-        factor_files.write_norb_matrix(f"{stem}cat{ext}", labels[:, 0].astype(np.int32))
-        factor_files.write_norb_matrix(f"{stem}info{ext}", info.astype(np.int32))
+        write_norb_matrix(f"{stem}dat{ext}", np.stack([images, images], axis=1))
+        write_norb_matrix(f"{stem}cat{ext}", labels[:, 0].astype(np.int32))
+        write_norb_matrix(f"{stem}info{ext}", info.astype(np.int32))
         written.append(labels)
     return np.concatenate(written)
 
 
 def test_norb_matrix_roundtrip_and_corruption(tmp_path):
     a = np.arange(24, dtype=np.int32).reshape(2, 3, 4)
-    factor_files.write_norb_matrix(tmp_path / "a.mat.gz", a)
+    write_norb_matrix(tmp_path / "a.mat.gz", a)
     np.testing.assert_array_equal(factor_files.read_norb_matrix(tmp_path / "a.mat.gz"), a)
-    factor_files.write_norb_matrix(tmp_path / "v.mat", np.arange(5, dtype=np.int32))  # rank 1: 3 dims stored
+    write_norb_matrix(tmp_path / "v.mat", np.arange(5, dtype=np.int32))  # rank 1: 3 dims stored
     np.testing.assert_array_equal(factor_files.read_norb_matrix(tmp_path / "v.mat"), np.arange(5))
     (tmp_path / "cut.mat").write_bytes((tmp_path / "v.mat").read_bytes()[:-3])
     with pytest.raises(ValueError, match="truncated"):

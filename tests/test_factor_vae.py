@@ -6,11 +6,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from tests.dp_worker import small_config
-from vae_jax import objectives_disentangle as dis
 from vae_jax.models import build_model
+from vae_jax.objectives import disentangle as dis
 from vae_jax.train import checkpoint
+from vae_jax.train.losses import apply_model
 from vae_jax.train.state import create_train_state
-from vae_jax.train.steps import apply_model, discriminator_update, make_train_step
+from vae_jax.train.steps import discriminator_update, make_train_step
 
 SHAPE = (28, 28, 1)
 

@@ -241,7 +241,7 @@ def test_named_options_and_bad_names():
         assert rep.calls == []  # raised before any code was drawn
 
 
-def test_threads_and_shared_draws_leave_every_score_unchanged():
+def test_parallel_fits_and_shared_draws_leave_every_score_unchanged():
     protocols = {
         "beta_vae_score": {"num_train": 100, "num_eval": 50},
         "factor_vae_score": {"num_train": 100, "num_eval": 50, "num_variance_estimate": 500},
@@ -261,3 +261,18 @@ def test_threads_and_shared_draws_leave_every_score_unchanged():
     rows = [len(c) for c in shared.calls]
     assert rows.count(400) == 1 and rows.count(200) == 1
     assert [len(c) for c in alone.calls].count(400) == 5
+
+
+def test_shared_draws_keep_codes_and_posteriors_apart():
+    class WithPosterior(Recorded):
+        """Its posterior mean is not its code: shared draws must not serve one for the other."""
+
+        def posterior_of_factors(self, factors):
+            z = self.codes(factors)
+            return z + 0.1 * np.sin(50.0 * z), np.full_like(z, 0.1)
+
+    protocols = {"mig": {"num_train": 400}, "unsupervised": {"num_train": 400}}
+    names = ["mig", "unsupervised"]
+    alone = dis.compute_metrics(names, SmallFactors(), WithPosterior(), share_draws=False, **protocols)
+    assert dis.compute_metrics(names, SmallFactors(), WithPosterior(), **protocols) == alone
+    assert "gaussian_total_correlation_sampled" in alone

@@ -121,7 +121,7 @@ def test_linear_autoencoder_spans_the_pca_subspace():
 
 
 def test_pixelcnn_prior_is_causal():
-    from vae_jax.models.prior import PixelCNNPrior
+    from vae_jax.models.code_prior import PixelCNNPrior
 
     prior = PixelCNNPrior(num_codes=8, features=16, layers=2)
     codes = jnp.zeros((1, 5, 5), jnp.int32)

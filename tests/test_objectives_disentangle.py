@@ -8,8 +8,8 @@ import pytest
 from scipy import stats
 from scipy.special import logsumexp
 
-from vae_jax import objectives_disentangle as dis
 from vae_jax.errors import ConfigError
+from vae_jax.objectives import disentangle as dis
 
 D, N, VAR = 3, 1024, 0.3
 MIX = np.array([[1.0, 0.0, 0.0], [0.9, 0.45, 0.0], [0.5, -0.6, 0.6]])  # posterior means ~ N(0, MIX MIX^T)

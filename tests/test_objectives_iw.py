@@ -1,7 +1,5 @@
 """Importance-weighted objectives against numpy, PIWAE's split gradients, the VampPrior density."""
 
-import types
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,11 +7,11 @@ import pytest
 from scipy import special, stats
 
 from experiments import common
-from vae_jax import objectives, objectives_iw
+from vae_jax import objectives
 from vae_jax.evaluate import likelihood
 from vae_jax.models import build_model
-from vae_jax.objectives_iw import ObjectiveSpec, iw_loss, piwae_loss
-from vae_jax.train.iw_steps import importance_terms, is_inference_param, iw_objective
+from vae_jax.objectives.importance import iw_loss, piwae_loss
+from vae_jax.train.losses import LossSpec, importance_terms, is_inference_param, iw_objective
 from vae_jax.train.state import create_train_state
 
 
@@ -28,30 +26,28 @@ def _np_log_mean_exp(a, axis):
 def test_bounds_match_numpy_and_reduce_to_the_elbo_at_one_sample():
     log_w = _log_w()
     lw = np.asarray(log_w, np.float64)
-    loss = jax.jit(iw_loss, static_argnums=1)
-    np.testing.assert_allclose(
-        loss(log_w, ObjectiveSpec("iwae", 12))[0], -_np_log_mean_exp(lw, 0).mean(), 1e-5
-    )
-    np.testing.assert_allclose(loss(log_w, ObjectiveSpec("elbo", 12))[0], -lw.mean(), rtol=1e-6)
+    loss = jax.jit(iw_loss, static_argnums=(1, 2))
+    np.testing.assert_allclose(loss(log_w, "iwae")[0], -_np_log_mean_exp(lw, 0).mean(), 1e-5)
+    np.testing.assert_allclose(loss(log_w, "elbo")[0], -lw.mean(), rtol=1e-6)
     miwae = -_np_log_mean_exp(lw.reshape(3, 4, 5), 1).mean()
-    np.testing.assert_allclose(loss(log_w, ObjectiveSpec("miwae", 4, 3))[0], miwae, rtol=1e-5)
+    np.testing.assert_allclose(loss(log_w, "miwae", 3)[0], miwae, rtol=1e-5)
     ciwae = -(0.3 * lw.mean(0) + 0.7 * _np_log_mean_exp(lw, 0)).mean()
-    np.testing.assert_allclose(iw_loss(log_w, ObjectiveSpec("ciwae", 12), jnp.float32(0.3))[0], ciwae, 1e-5)
+    np.testing.assert_allclose(iw_loss(log_w, "ciwae", 1, jnp.float32(0.3))[0], ciwae, 1e-5)
     one = log_w[:1]
     for name in ("elbo", "iwae", "miwae", "ciwae"):
-        np.testing.assert_allclose(iw_loss(one, ObjectiveSpec(name, 1))[0], -np.mean(lw[0]), rtol=1e-6)
-    with pytest.raises(ValueError, match="needs 6"):
-        iw_loss(log_w, ObjectiveSpec("miwae", 3, 2))
+        np.testing.assert_allclose(iw_loss(one, name)[0], -np.mean(lw[0]), rtol=1e-6)
+    with pytest.raises(ValueError, match="not a multiple of num_outer=5"):
+        iw_loss(log_w, "miwae", 5)
 
 
 def test_miwae_with_one_group_is_iwae_and_ciwae_interpolates():
     log_w = _log_w(8)
-    iwae = iw_loss(log_w, ObjectiveSpec("iwae", 8))[0]
-    np.testing.assert_allclose(iw_loss(log_w, ObjectiveSpec("miwae", 8, 1))[0], iwae, rtol=1e-7)
-    assert float(iw_loss(log_w, ObjectiveSpec("miwae", 2, 4))[0]) > float(iwae)  # fewer samples per bound
-    np.testing.assert_allclose(iw_loss(log_w, ObjectiveSpec("ciwae", 8), 0.0)[0], iwae, rtol=1e-7)
-    elbo = iw_loss(log_w, ObjectiveSpec("elbo", 8))[0]
-    np.testing.assert_allclose(iw_loss(log_w, ObjectiveSpec("ciwae", 8), 1.0)[0], elbo, rtol=1e-7)
+    iwae = iw_loss(log_w, "iwae")[0]
+    np.testing.assert_allclose(iw_loss(log_w, "miwae", 1)[0], iwae, rtol=1e-7)
+    assert float(iw_loss(log_w, "miwae", 4)[0]) > float(iwae)  # fewer samples per bound
+    np.testing.assert_allclose(iw_loss(log_w, "ciwae", 1, 0.0)[0], iwae, rtol=1e-7)
+    elbo = iw_loss(log_w, "elbo")[0]
+    np.testing.assert_allclose(iw_loss(log_w, "ciwae", 1, 1.0)[0], elbo, rtol=1e-7)
     assert float(elbo) > float(iwae)
 
 
@@ -76,7 +72,7 @@ def test_lk_is_the_elbo_at_one_sample_and_rises_with_k_in_expectation():
     means = {k: _np_log_mean_exp(lw[: draws * k].reshape(draws, k, -1), 1).mean(0) for k in (1, 5, 50)}
     # L_1 is the ELBO: its average over draws matches E_q[log p(x|z)] - KL, the KL in closed form.
     mean, logvar = model.apply(variables, x, method=model.encode)
-    kl = np.asarray(objectives.kl_standard_normal(mean, logvar), np.float64)
+    kl = np.asarray(objectives.kl_standard_normal_per_dim(mean, logvar).sum(-1), np.float64)
     log_px = np.asarray(terms.log_px, np.float64)[:draws]
     elbo = log_px.mean(0) - kl  # [B]
     kl_sampled = log_px - lw[:draws]  # log q - log p per draw: L_1 - ELBO is its mean minus KL
@@ -85,9 +81,8 @@ def test_lk_is_the_elbo_at_one_sample_and_rises_with_k_in_expectation():
     # The bound rises with k by more than its sampling error, as the numpy mean over draws shows.
     assert means[1].mean() + 4 * stderr.mean() < means[5].mean() < means[50].mean()
     # The library's L_k evaluator agrees with these averages.
-    fake_state = types.SimpleNamespace(params=state.params, model_state={})
-    lk, _ = likelihood.iwae_per_example(
-        model, fake_state, np.asarray(x), "bernoulli", 50, 8, jax.random.key(3)
+    lk = likelihood.iwae_per_example(
+        model, state.variables, np.asarray(x), "bernoulli", 50, 8, jax.random.key(3)
     )
     assert abs(lk.mean() - means[50].mean()) < 0.05 * abs(means[50].mean() - means[1].mean()) + 0.02
 
@@ -103,9 +98,11 @@ def _grads(state, spec, rng):
 def test_piwae_gives_each_network_the_gradient_of_its_own_bound():
     _, state = _vae_state(prior="vamp")  # the pseudo-inputs belong to the generative model
     rng = jax.random.key(4)
-    piwae = _grads(state, ObjectiveSpec("piwae", 3, 2), rng)
-    iwae = _grads(state, ObjectiveSpec("iwae", 6), rng)  # the same 6 samples (same rng and shape)
-    miwae = _grads(state, ObjectiveSpec("miwae", 3, 2), rng)
+    piwae = _grads(state, LossSpec(objective="piwae", num_samples=3, num_outer=2), rng)
+    iwae = _grads(
+        state, LossSpec(objective="iwae", num_samples=6), rng
+    )  # the same 6 samples (same rng and shape)
+    miwae = _grads(state, LossSpec(objective="miwae", num_samples=3, num_outer=2), rng)
     assert set(piwae) == {"encoder", "decoder", "pseudo_inputs"}
     for name in piwae:
         target = miwae if is_inference_param(name) else iwae
@@ -121,8 +118,8 @@ def test_piwae_gives_each_network_the_gradient_of_its_own_bound():
 def test_piwae_loss_values_are_its_bounds():
     log_w = _log_w(6)
     surrogate, metrics = piwae_loss(log_w, log_w, 2)
-    iwae = iw_loss(log_w, ObjectiveSpec("iwae", 6))[0]
-    miwae = iw_loss(log_w, ObjectiveSpec("miwae", 3, 2))[0]
+    iwae = iw_loss(log_w, "iwae")[0]
+    miwae = iw_loss(log_w, "miwae", 2)[0]
     np.testing.assert_allclose(metrics["loss"], iwae, rtol=1e-7)
     np.testing.assert_allclose(metrics["miwae_bound"], -miwae, rtol=1e-7)
     np.testing.assert_allclose(surrogate, iwae + miwae, rtol=1e-7)
@@ -133,7 +130,7 @@ def test_vamp_prior_density_integrates_to_one_and_matches_scipy():
     means, logvars = rng.normal(size=(3, 1)) * 2, rng.normal(size=(3, 1)) * 0.5
     z = np.linspace(-25, 25, 200_001)[:, None]
     log_p = np.asarray(
-        jax.jit(objectives_iw.vamp_log_prior)(jnp.asarray(z), jnp.asarray(means), jnp.asarray(logvars))
+        jax.jit(objectives.vamp_log_prior)(jnp.asarray(z), jnp.asarray(means), jnp.asarray(logvars))
     )
     ref = np.mean(
         [
@@ -154,10 +151,10 @@ def test_vamp_kl_estimate_converges_to_the_closed_form_when_the_prior_is_standar
     @jax.jit
     def kl_samples(key):
         z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, (200_000, 1, 2))
-        return objectives_iw.log_normal_diag(z, mean, logvar) - objectives_iw.vamp_log_prior(z, zeros, zeros)
+        return objectives.log_normal_diag(z, mean, logvar) - objectives.vamp_log_prior(z, zeros, zeros)
 
     kl = kl_samples(jax.random.key(0))
-    closed = float(objectives.kl_standard_normal(mean, logvar)[0])
+    closed = float(objectives.kl_standard_normal_per_dim(mean, logvar).sum(-1)[0])
     stderr = float(jnp.std(kl)) / np.sqrt(kl.size)
     assert abs(float(jnp.mean(kl)) - closed) < 4 * stderr
     assert stderr < 0.01 * closed  # the check is tight enough to see a wrong density

@@ -11,8 +11,8 @@ from experiments import common
 from vae_jax.errors import ConfigError
 from vae_jax.evaluate.codebook import codebook_health
 from vae_jax.models import FSQ, ProjectedQuantizer, ResidualVQ, VectorQuantizer, build_quantizer
-from vae_jax.models import fsq as fsq_lib
-from vae_jax.models.vq_ops import rotation_trick
+from vae_jax.models.quantize import fsq as fsq_lib
+from vae_jax.models.quantize.estimators import rotation_trick
 from vae_jax.train.validate import validate_config
 
 RNGS = {"params": jax.random.key(0), "vq": jax.random.key(1)}

@@ -18,3 +18,8 @@ class ConfigError(UserError, ValueError):
 
 class DataError(UserError, ValueError):
     """A data file that cannot be read, or that does not hold what the config expects."""
+
+
+class DatasetUnavailableError(UserError, RuntimeError):
+    """A dataset could not be found locally nor prepared by TFDS; the message says where it
+    looked and how to get it."""

@@ -13,11 +13,10 @@ from vae_jax.data.sources import (
     BINARIZE,
     GROUND_TRUTH,
     IMAGE_DATASETS,
-    DatasetUnavailableError,
     get_ground_truth_data,
     load_image_splits,
 )
-from vae_jax.errors import ConfigError
+from vae_jax.errors import ConfigError, DatasetUnavailableError
 
 __all__ = [
     "BINARIZE",

@@ -25,11 +25,7 @@ import numpy as np
 
 from vae_jax.data import factor_files
 from vae_jax.data.factor_table import FactorTable
-from vae_jax.errors import DataError, UserError
-
-
-class DatasetUnavailableError(UserError, RuntimeError):
-    """A dataset could not be found locally nor prepared by TFDS."""
+from vae_jax.errors import DataError, DatasetUnavailableError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -49,18 +49,6 @@ def read_norb_matrix(path: str | os.PathLike) -> np.ndarray:
     return np.frombuffer(data, dtype, offset=offset).reshape(tuple(dims)).astype(dtype.newbyteorder("="))
 
 
-def write_norb_matrix(path: str | os.PathLike, array: np.ndarray) -> None:
-    """Writes a uint8 or int32 array as a NYU binary-matrix file (gzipped for '.gz'); for tests."""
-    array = np.asarray(array)
-    magic = 0x1E3D4C55 if array.dtype == np.uint8 else 0x1E3D4C54
-    array = array.astype("u1" if magic == 0x1E3D4C55 else "<i4")
-    dims = list(array.shape) + [1] * max(0, 3 - array.ndim)
-    header = np.array([magic, array.ndim, *dims], "<i4").tobytes()
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "wb") as f:
-        f.write(header + array.tobytes())
-
-
 def resize_to_64(images: np.ndarray) -> np.ndarray:
     """uint8 [N, H, W] or [N, H, W, 3] -> [N, 64, 64, C], PIL's Lanczos filter as disentanglement_lib."""
     from PIL import Image

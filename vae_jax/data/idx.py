@@ -48,12 +48,3 @@ def find_idx_file(directory: str | os.PathLike, stem: str) -> Path | None:
         if (directory / name).is_file():
             return directory / name
     return None
-
-
-def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
-    """Writes a uint8 array as an idx file (gzipped if the name ends in .gz); for tests and tools."""
-    array = np.ascontiguousarray(array, np.uint8)
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(s).to_bytes(4, "big") for s in array.shape)
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "wb") as f:
-        f.write(header + array.tobytes())

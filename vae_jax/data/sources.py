@@ -13,9 +13,9 @@ import numpy as np
 
 from vae_jax.data.dsprites import DSprites
 from vae_jax.data.dsprites_variants import ColorDSprites, NoisyDSprites, TexturedDSprites
-from vae_jax.data.factor_datasets import FACTOR_DATASETS, DatasetUnavailableError
+from vae_jax.data.factor_datasets import FACTOR_DATASETS
 from vae_jax.data.idx import IDX_FILES, find_idx_file
-from vae_jax.errors import ConfigError
+from vae_jax.errors import ConfigError, DatasetUnavailableError
 
 if TYPE_CHECKING:
     import tensorflow_datasets as tfds

@@ -70,7 +70,7 @@ class GridRepresentation:
 
 
 class SharedDraws:
-    """A representation_fn that remembers each draw of `sample_codes` / `sample_posterior_codes`
+    """A representation_fn that remembers each draw of `sample_codes` and `sample_posterior_codes`
     by the generator state and size that made it, and answers the same draw again from memory.
 
     `compute_metrics` starts every metric from Generator(seed), and MIG, DCI, SAP, Modularity /
@@ -79,8 +79,8 @@ class SharedDraws:
     5,000): the same points, which disentanglement_lib's study also drew for each metric alike
     (every metric config sets `evaluation.random_seed = 0`). Remembering them leaves every score
     unchanged: a remembered draw returns the same arrays (read-only) and moves the generator to
-    the state the draw left it in. With `posterior`, a draw encodes the posterior (mean, variance)
-    once and its codes are the mean (the contract of this module: fn(images) is the posterior mean).
+    the state the draw left it in. Codes and posteriors are remembered apart (a model may compute
+    its codes and its posterior mean by different programs).
     """
 
     def __init__(self, representation_fn: Callable):
@@ -93,22 +93,26 @@ class SharedDraws:
     def __call__(self, images: np.ndarray) -> np.ndarray:
         return self.fn(images)
 
-    def draw(self, data, num: int, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """(factors [num, k], codes [num, d], posterior variance [num, d] or None), as drawn from rng."""
-        key = (num, repr(rng.bit_generator.state))
+    def draw(self, kind: str, data, num: int, rng) -> tuple:
+        """(factors [num, k], codes [num, d]) for kind 'codes', (factors, mean, variance) for
+        'posterior', drawn from rng as `sample_codes` / `sample_posterior_codes` draw them."""
+        key = (kind, num, repr(rng.bit_generator.state))
         if key not in self._draws:
             factors = data.sample_factors(num, rng)
-            if has_posterior(self.fn):
-                mean, variance = posterior(data, self.fn, factors, rng)
+            if kind == "codes":
+                arrays = (factors, represent(data, self.fn, factors, rng))
             else:
-                mean, variance = represent(data, self.fn, factors, rng), None
-            for array in (factors, mean, variance):
-                if array is not None:
-                    array.flags.writeable = False
-            self._draws[key] = (factors, mean, variance, rng.bit_generator.state)
-        factors, mean, variance, state = self._draws[key]
+                arrays = (factors, *posterior(data, self.fn, factors, rng))
+            self._draws[key] = (tuple(_read_only(a) for a in arrays), rng.bit_generator.state)
+        arrays, state = self._draws[key]
         rng.bit_generator.state = state
-        return factors, mean, variance
+        return arrays
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    view = array.view()  # the caller's own array stays writable
+    view.flags.writeable = False
+    return view
 
 
 def represent(data, representation_fn, factors: np.ndarray, rng, batch_size: int = 256) -> np.ndarray:
@@ -125,7 +129,7 @@ def represent(data, representation_fn, factors: np.ndarray, rng, batch_size: int
 def sample_codes(data, representation_fn, num: int, rng) -> tuple[np.ndarray, np.ndarray]:
     """(codes [num, d], factors [num, k]) for uniformly sampled factors."""
     if isinstance(representation_fn, SharedDraws):
-        factors, codes, _ = representation_fn.draw(data, num, rng)
+        factors, codes = representation_fn.draw("codes", data, num, rng)
         return codes, factors
     factors = data.sample_factors(num, rng)
     return represent(data, representation_fn, factors, rng), factors
@@ -154,7 +158,7 @@ def posterior(data, representation_fn, factors: np.ndarray, rng, batch_size: int
 def sample_posterior_codes(data, representation_fn, num: int, rng):
     """(mean codes [num, d], sampled codes z = mean + sqrt(variance) * eps [num, d], factors)."""
     if isinstance(representation_fn, SharedDraws):
-        factors, mean, variance = representation_fn.draw(data, num, rng)
+        factors, mean, variance = representation_fn.draw("posterior", data, num, rng)
     else:
         factors = data.sample_factors(num, rng)
         mean, variance = posterior(data, representation_fn, factors, rng)

@@ -37,7 +37,7 @@ SAP = protocol.defaults("sap")
 def thread_map(fn: Callable, items, n_jobs: int | None = None) -> list:
     """[fn(item) for item in items] on up to n_jobs threads (None: one per CPU core), in order.
 
-    scikit-learn's tree and liblinear fits release the GIL, so their fits run side by side.
+    scikit-learn's tree fits release the GIL, so their fits run side by side.
     """
     items = list(items)
     workers = min(len(items), n_jobs or os.cpu_count() or 1)
@@ -192,20 +192,32 @@ def weighted_one_minus_entropy(importance: np.ndarray) -> float:
     return float(np.sum(per_row * weights))
 
 
+def sap_code_accuracies(code, y_train, code_test, y_test, svm_c=SAP["svm_c"], svm_solver=SAP["svm_solver"]):
+    """Test accuracy [k] of `protocol.linear_svc` from one code's values [N] to each factor."""
+    accuracies = []
+    for j in range(y_train.shape[1]):
+        model = protocol.linear_svc(svm_c, svm_solver, seed=0).fit(code[:, None], y_train[:, j])
+        accuracies.append(float(np.mean(model.predict(code_test[:, None]) == y_test[:, j])))
+    return accuracies
+
+
 def sap_matrix(
     x_train, y_train, x_test, y_test, svm_c=SAP["svm_c"], svm_solver=SAP["svm_solver"], n_jobs=None
 ):
-    """Test accuracy [d, k] of `protocol.linear_svc` on one code -> one factor (discrete factors);
-    the codes' fits run on n_jobs threads."""
+    """Test accuracy [d, k] of one linear SVM per (code, factor) (discrete factors).
 
-    def code(i):
-        accuracies = []
-        for j in range(y_train.shape[1]):
-            model = protocol.linear_svc(svm_c, svm_solver, seed=0).fit(x_train[:, i : i + 1], y_train[:, j])
-            accuracies.append(np.mean(model.predict(x_test[:, i : i + 1]) == y_test[:, j]))
-        return accuracies
+    The codes' fits run in up to n_jobs processes (None: one per core): liblinear's dual solver
+    draws from one random generator per process, so fits on threads would interleave its
+    draws, and the scores with them.
+    """
+    d = x_train.shape[1]
+    workers = min(d, n_jobs or os.cpu_count() or 1)
+    args = [(x_train[:, i], y_train, x_test[:, i], y_test, svm_c, svm_solver) for i in range(d)]
+    if workers <= 1:
+        return np.array([sap_code_accuracies(*a) for a in args])
+    import joblib  # scikit-learn's dependency, loaded with it
 
-    return np.array(thread_map(code, range(x_train.shape[1]), n_jobs))
+    return np.array(joblib.Parallel(n_jobs=workers)(joblib.delayed(sap_code_accuracies)(*a) for a in args))
 
 
 def sap(

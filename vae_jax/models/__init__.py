@@ -17,12 +17,17 @@ from vae_jax.models.autoencoders import (
     VQVAEOutput,
 )
 from vae_jax.models.conv import ConvDecoder, ConvEncoder, num_params
-from vae_jax.models.fsq import FSQ
 from vae_jax.models.mlp import ACTIVATIONS, MLPDecoder, MLPEncoder
-from vae_jax.models.quantizer import VectorQuantizer, VQOutput
-from vae_jax.models.quantizers import ProjectedQuantizer, build_quantizer, encoder_width
+from vae_jax.models.quantize import (
+    FSQ,
+    ProjectedQuantizer,
+    ResidualVQ,
+    VectorQuantizer,
+    VQOutput,
+    build_quantizer,
+    encoder_width,
+)
 from vae_jax.models.recurrent import RecurrentDecoder, RecurrentEncoder
-from vae_jax.models.residual_vq import ResidualVQ
 from vae_jax.models.two_layer import TwoLayerVAE
 
 __all__ = [

@@ -14,9 +14,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vae_jax import objectives
-from vae_jax.models.quantizer import VQOutput
-from vae_jax.objectives_iw import log_normal_diag, vamp_log_prior
+from vae_jax.models.quantize.vq import VQOutput
+from vae_jax.objectives import decoded_log_likelihood, log_normal_diag, log_standard_normal, vamp_log_prior
 
 PRIORS = ("standard", "vamp")
 
@@ -134,7 +133,7 @@ class VAE(nn.Module):
         """log p(z), summed over latent dimensions: z [..., d] -> [...]."""
         if self.prior == "vamp":
             return vamp_log_prior(z, *self.encode(self.pseudo_inputs))
-        return log_normal_diag(z, jnp.zeros_like(z), jnp.zeros_like(z))
+        return log_standard_normal(z)
 
     def sample_prior(self, num: int) -> jax.Array:
         """num draws z ~ p(z), [num, latent_dim]: N(0, I), or a uniformly chosen q(z | u_k)."""
@@ -160,16 +159,8 @@ class VAE(nn.Module):
         mean, logvar = self.encode(x)
         eps = jax.random.normal(self.make_rng("sample"), (num_samples, *mean.shape), mean.dtype)
         z = mean + jnp.exp(0.5 * logvar) * eps  # [S, B, d]
-        log_px = _decoded_log_likelihood(self.decode, self.likelihood(), z, x, likelihood)
+        log_px = decoded_log_likelihood(self.decode, z, x, likelihood, self.likelihood())
         return ImportanceTerms(log_px, self.log_prior(z), log_normal_diag(z, mean, logvar))
-
-
-def _decoded_log_likelihood(decode, log_scale, z: jax.Array, x: jax.Array, likelihood: str):
-    """log p(x | z_s) [S, B] for latents z [S, B, d] and data x [B, ...], decoded as one batch."""
-    s, b = z.shape[:2]
-    out = decode(z.reshape(s * b, z.shape[-1]))
-    xs = jnp.broadcast_to(x[None], (s, *x.shape)).reshape(s * b, *x.shape[1:])
-    return objectives.reconstruction_log_likelihood(out, xs, likelihood, log_scale).reshape(s, b)
 
 
 class VQVAE(nn.Module):

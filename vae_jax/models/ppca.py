@@ -11,8 +11,7 @@ import dataclasses
 import numpy as np
 
 from vae_jax.errors import ConfigError
-
-_LOG_2PI = np.log(2 * np.pi)
+from vae_jax.objectives.densities import LOG_2PI
 
 
 @dataclasses.dataclass
@@ -53,7 +52,7 @@ class PPCA:
         proj = x @ w  # [N, q]
         quad = (np.sum(x**2, 1) - np.sum(proj * np.linalg.solve(m, proj.T).T, 1)) / s2
         logdet = (d - self.num_components) * np.log(s2) + np.linalg.slogdet(m)[1]
-        return -0.5 * (d * _LOG_2PI + logdet + quad)
+        return -0.5 * (d * LOG_2PI + logdet + quad)
 
     def posterior(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(E[z | x] [N, q], Cov[z | x] [q, q]) = (M^-1 W^T (x - mu), sigma^2 M^-1)."""

@@ -15,8 +15,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vae_jax.models.autoencoders import VAE, ImportanceTerms, VAEOutput, _decoded_log_likelihood
-from vae_jax.objectives_iw import log_normal_diag
+from vae_jax.models.autoencoders import VAE, ImportanceTerms, VAEOutput
+from vae_jax.objectives import decoded_log_likelihood, log_normal_diag
 
 
 def _split(h: jax.Array, dim: int) -> tuple[jax.Array, jax.Array]:
@@ -80,5 +80,5 @@ class TwoLayerVAE(VAE):
     def log_weights(self, x: jax.Array, num_samples: int, likelihood: str) -> ImportanceTerms:
         """log w_s = log p(x | z1) + log p(z1 | z2) + log p(z2) - log q(z1 | x) - log q(z2 | z1), [S, B]."""
         z1, _, _, log_q, log_p = self._sample_path(x, num_samples)
-        log_px = _decoded_log_likelihood(self.decoder, self.likelihood(), z1, x, likelihood)
+        log_px = decoded_log_likelihood(self.decoder, z1, x, likelihood, self.likelihood())
         return ImportanceTerms(log_px, log_p, log_q)

@@ -17,7 +17,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from vae_jax.data import pipeline
-from vae_jax.objectives_iw import spec_from_config
 from vae_jax.train import sharding
 from vae_jax.train.steps import make_train_step
 
@@ -38,7 +37,7 @@ def host_batches(dataset, mesh) -> Callable[[int], Iterator]:
 def make_feed(config, dataset, mesh) -> Feed:
     """The single run's jitted train step and its inputs (see the module docstring)."""
     repl, data_sh = sharding.replicated(mesh), sharding.data_sharding(mesh)
-    inner = make_train_step(config.loss.likelihood, config.data.binarize, spec_from_config(config.loss))
+    inner = make_train_step(config.loss.likelihood, config.data.binarize)
     if not (config.data.on_device and dataset.train_images is not None):
         step = jax.jit(
             inner, in_shardings=(repl, data_sh, repl), out_shardings=(repl, repl), donate_argnums=0

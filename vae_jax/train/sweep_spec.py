@@ -17,7 +17,7 @@ from typing import Any
 import ml_collections
 
 from vae_jax.errors import ConfigError
-from vae_jax.train.state import LOSS_HPARAMS
+from vae_jax.train.losses import LOSS_HPARAMS
 
 SWEEPABLE = ("seed", "optim.learning_rate", *(f"loss.{k}" for k in LOSS_HPARAMS))
 

@@ -12,9 +12,9 @@ import jax.numpy as jnp
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from vae_jax.objectives_iw import spec_from_config
 from vae_jax.train import sharding
-from vae_jax.train.state import LOSS_HPARAMS, create_train_state
+from vae_jax.train.losses import LOSS_HPARAMS
+from vae_jax.train.state import create_train_state
 from vae_jax.train.steps import make_train_step
 
 
@@ -58,7 +58,7 @@ def vectorization(config) -> str:
 def make_sweep_step(config, mesh):
     """The jitted train step of a sweep: (states[N], batch, rngs[N]) -> (states, metrics[N])."""
     members, data = NamedSharding(mesh, P("sweep")), sharding.data_sharding(mesh)
-    inner = make_train_step(config.loss.likelihood, config.data.binarize, spec_from_config(config.loss))
+    inner = make_train_step(config.loss.likelihood, config.data.binarize)
     if vectorization(config) == "vmap":
         step = jax.vmap(inner, in_axes=(0, None, 0))
     else:

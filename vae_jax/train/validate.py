@@ -34,9 +34,8 @@ def _one_of(config, field: str, allowed) -> None:
 
 def _validate_quantizer(vq: ml_collections.ConfigDict) -> None:
     """The quantizer fields of config.model.vq (vae_jax.models.quantizers)."""
-    from vae_jax.models.fsq import RECOMMENDED_LEVELS
-    from vae_jax.models.quantizers import KINDS, code_dim
-    from vae_jax.models.vq_ops import ESTIMATORS
+    from vae_jax.models.quantize import ESTIMATORS, KINDS, code_dim
+    from vae_jax.models.quantize.fsq import RECOMMENDED_LEVELS
 
     _check(vq.kind in KINDS, "model.vq.kind", vq.kind, f"must be one of {list(KINDS)}")
     _check(
@@ -115,7 +114,7 @@ def _validate_model(config: ml_collections.ConfigDict) -> None:
 
 
 def _validate_loss_and_optim(config: ml_collections.ConfigDict) -> None:
-    from vae_jax.train.state import OPTIMIZERS, SCHEDULES
+    from vae_jax.train.optimizer import OPTIMIZERS, SCHEDULES
 
     _one_of(config, "optim.schedule", SCHEDULES)
     for name in ("stage0_steps", "num_stages"):
@@ -172,7 +171,7 @@ def _validate_eval(config: ml_collections.ConfigDict) -> None:
 def _validate_vae_options(config: ml_collections.ConfigDict) -> None:
     """The MLP activation, the prior, the second stochastic layer and the importance-weighted objective."""
     from vae_jax.models import ACTIVATIONS, PRIORS
-    from vae_jax.objectives_iw import OBJECTIVES
+    from vae_jax.objectives.importance import OBJECTIVES
 
     model, loss = config.model, config.loss
     _one_of(config, "model.activation", sorted(ACTIVATIONS))
@@ -204,8 +203,9 @@ def _validate_vae_options(config: ml_collections.ConfigDict) -> None:
 
 def _validate_disentangling(config: ml_collections.ConfigDict) -> None:
     """The fields of loss.method (beta-TCVAE, DIP-VAE, FactorVAE) and of FactorVAE's discriminator."""
-    from vae_jax.objectives_disentangle import TC_ESTIMATORS
-    from vae_jax.train.state import LOSS_METHODS, OPTIMIZERS
+    from vae_jax.objectives.disentangle import TC_ESTIMATORS
+    from vae_jax.train.losses import LOSS_METHODS
+    from vae_jax.train.optimizer import OPTIMIZERS
 
     loss = config.loss
     _one_of(config, "loss.method", LOSS_METHODS)

@@ -1,4 +1,4 @@
-"""Likelihoods, KL divergences and the losses of every model, as pure functions.
+"""The losses of the AE, the (beta-, capacity-annealed) VAE and the VQ-VAE, as pure functions.
 
 Reduction convention (all functions here): log-likelihoods and KL terms are
 *summed* over data / latent dimensions, giving one value per example, and the
@@ -10,72 +10,9 @@ Beta is applied in exactly one place, `vae_loss`.
 import jax
 import jax.numpy as jnp
 
-from vae_jax.errors import ConfigError
+from vae_jax.objectives.densities import sum_except_batch
 
 Metrics = dict[str, jax.Array]
-_LOG_2PI = jnp.log(2.0 * jnp.pi)
-
-
-def _sum_except_batch(x: jax.Array) -> jax.Array:
-    return jnp.sum(x.reshape(x.shape[0], -1), axis=-1)
-
-
-def bernoulli_log_likelihood(logits: jax.Array, x: jax.Array) -> jax.Array:
-    """log p(x | logits) = sum_i x_i log s(l_i) + (1 - x_i) log(1 - s(l_i)).
-
-    Args:
-      logits: decoder logits, [B, ...].
-      x: targets in [0, 1] (binary, or grey levels for the continuous relaxation), [B, ...].
-
-    Returns:
-      Per-example log-likelihood, [B], summed over all data dimensions.
-    """
-    if logits.shape != x.shape:
-        raise ValueError(f"logits shape {logits.shape} != data shape {x.shape}")
-    # x log s(l) + (1 - x) log s(-l) = x l - softplus(l): one softplus instead of two log-sigmoids.
-    return _sum_except_batch(x * logits - jax.nn.softplus(logits))
-
-
-def gaussian_log_likelihood(mean: jax.Array, x: jax.Array, log_scale: jax.Array) -> jax.Array:
-    """log N(x | mean, exp(log_scale)^2), summed over data dimensions.
-
-    Args:
-      mean: decoder output, [B, ...].
-      x: targets, [B, ...].
-      log_scale: log standard deviation, a scalar (fixed or learned) or broadcastable to x.
-
-    Returns:
-      Per-example log-likelihood, [B].
-    """
-    if mean.shape != x.shape:
-        raise ValueError(f"mean shape {mean.shape} != data shape {x.shape}")
-    log_scale = jnp.broadcast_to(log_scale, x.shape)
-    z = (x - mean) * jnp.exp(-log_scale)
-    return _sum_except_batch(-0.5 * (z**2 + _LOG_2PI) - log_scale)
-
-
-def kl_standard_normal_per_dim(mean: jax.Array, logvar: jax.Array) -> jax.Array:
-    """KL(N(mean, exp(logvar)) || N(0, 1)) per latent dimension, [B, d].
-
-    KL = 0.5 * (mean^2 + exp(logvar) - 1 - logvar) (Kingma & Welling 2014, App. B).
-    """
-    return 0.5 * (jnp.square(mean) + jnp.exp(logvar) - 1.0 - logvar)
-
-
-def kl_standard_normal(mean: jax.Array, logvar: jax.Array) -> jax.Array:
-    """KL of a diagonal Gaussian to N(0, I), summed over latent dimensions, [B]."""
-    return jnp.sum(kl_standard_normal_per_dim(mean, logvar), axis=-1)
-
-
-def reconstruction_log_likelihood(
-    decoder_out: jax.Array, x: jax.Array, likelihood: str, log_scale: jax.Array | float = 0.0
-) -> jax.Array:
-    """Dispatch to the Bernoulli (logits) or Gaussian (mean) likelihood, per example [B]."""
-    if likelihood == "bernoulli":
-        return bernoulli_log_likelihood(decoder_out, x)
-    if likelihood == "gaussian":
-        return gaussian_log_likelihood(decoder_out, x, jnp.asarray(log_scale))
-    raise ConfigError(f"unknown likelihood {likelihood!r}; valid: 'bernoulli', 'gaussian'")
 
 
 def capacity(step: jax.Array, c_max: jax.Array, anneal_steps: jax.Array) -> jax.Array:
@@ -143,8 +80,8 @@ def vq_loss(
       use_codebook_loss: False for the EMA codebook.
     """
     rec = -jnp.mean(rec_ll)
-    commitment = jnp.mean(_sum_except_batch(jnp.square(z_e - jax.lax.stop_gradient(z_q))))
-    codebook = jnp.mean(_sum_except_batch(jnp.square(jax.lax.stop_gradient(z_e) - z_q)))
+    commitment = jnp.mean(sum_except_batch(jnp.square(z_e - jax.lax.stop_gradient(z_q))))
+    codebook = jnp.mean(sum_except_batch(jnp.square(jax.lax.stop_gradient(z_e) - z_q)))
     loss = rec + commitment_cost * commitment
     if use_codebook_loss:
         loss = loss + codebook

@@ -1,7 +1,7 @@
 """The disentangling objectives of Locatello et al. 2019's study beside beta-VAE: beta-TCVAE,
 DIP-VAE-I/II and FactorVAE, as pure functions returning (loss, metrics).
 
-Same reduction convention as `vae_jax.objectives`: per-example sums over data and latent
+Same reduction convention as `vae_jax.objectives.vae`: per-example sums over data and latent
 dimensions, mean over the batch. Every loss here is the negative ELBO (KL weight 1) plus one
 regularizer, as in disentanglement_lib's `vae.py`, so `neg_elbo` and `kl` compare across methods.
 """
@@ -10,16 +10,15 @@ import jax
 import jax.numpy as jnp
 
 from vae_jax.errors import ConfigError
-from vae_jax.objectives import Metrics, vae_loss
+from vae_jax.objectives.densities import log_normal_diag, log_standard_normal, normal_log_density
+from vae_jax.objectives.vae import Metrics, vae_loss
 
-_LOG_2PI = jnp.log(2.0 * jnp.pi)
 TC_ESTIMATORS = ("minibatch", "mws", "mss")
 
 
 def gaussian_log_density_pairs(z: jax.Array, mean: jax.Array, logvar: jax.Array) -> jax.Array:
     """log N(z_i,d | mean_j,d, exp(logvar_j,d)) for every pair (i, j) of the batch, [B, B, d]."""
-    diff = z[:, None, :] - mean[None, :, :]
-    return -0.5 * (jnp.square(diff) * jnp.exp(-logvar[None]) + logvar[None] + _LOG_2PI)
+    return normal_log_density(z[:, None, :], mean[None, :, :], logvar[None, :, :])
 
 
 def tc_log_weights(estimator: str, batch_size: int, dataset_size: jax.Array | float = 0.0) -> jax.Array:
@@ -80,8 +79,8 @@ def kl_decomposition(
     pairs = gaussian_log_density_pairs(z, mean, logvar)  # [B, B, d]
     log_qz = jax.nn.logsumexp(log_w + jnp.sum(pairs, axis=-1), axis=1)  # [B]
     log_marginals = jnp.sum(jax.nn.logsumexp(log_w[..., None] + pairs, axis=1), axis=-1)  # [B]
-    log_q_zx = jnp.sum(-0.5 * (jnp.square(z - mean) * jnp.exp(-logvar) + logvar + _LOG_2PI), axis=-1)
-    log_pz = jnp.sum(-0.5 * (jnp.square(z) + _LOG_2PI), axis=-1)
+    log_q_zx = log_normal_diag(z, mean, logvar)
+    log_pz = log_standard_normal(z)
     return {
         "tc": jnp.mean(log_qz - log_marginals),
         "mi": jnp.mean(log_q_zx - log_qz),

@@ -16,8 +16,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vae_jax.models.quantizer import VectorQuantizer, VQOutput
-from vae_jax.models.vq_ops import estimate
+from vae_jax.models.quantize.estimators import estimate
+from vae_jax.models.quantize.vq import VectorQuantizer, VQOutput
 
 
 class ResidualVQ(nn.Module):

@@ -11,56 +11,12 @@ The number of samples K and of groups M are structural (static ints: they set ar
 CIWAE's beta is numeric (an array, so a sweep vmaps over it).
 """
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
-import ml_collections
 
-Metrics = dict[str, jax.Array]
+from vae_jax.objectives.vae import Metrics
+
 OBJECTIVES = ("elbo", "iwae", "miwae", "piwae", "ciwae")
-_LOG_2PI = float(jnp.log(2.0 * jnp.pi))
-
-
-class ObjectiveSpec(NamedTuple):
-    """The structural part of an objective: its name, K samples per group and M groups."""
-
-    name: str = "elbo"
-    num_samples: int = 1  # K
-    num_outer: int = 1  # M
-
-    @property
-    def total_samples(self) -> int:
-        return self.num_samples * self.num_outer
-
-    @property
-    def is_single_sample_elbo(self) -> bool:
-        """True for the plain one-sample ELBO, which the analytic-KL path of the train step computes."""
-        return self.name == "elbo" and self.total_samples == 1
-
-
-def spec_from_config(loss: ml_collections.ConfigDict) -> ObjectiveSpec:
-    """The ObjectiveSpec of config.loss (objective, num_samples, num_outer)."""
-    return ObjectiveSpec(str(loss.objective), int(loss.num_samples), int(loss.num_outer))
-
-
-def log_normal_diag(z: jax.Array, mean: jax.Array, logvar: jax.Array) -> jax.Array:
-    """log N(z; mean, diag(exp(logvar))), summed over the last axis."""
-    return jnp.sum(-0.5 * (_LOG_2PI + logvar + jnp.square(z - mean) * jnp.exp(-logvar)), axis=-1)
-
-
-def vamp_log_prior(z: jax.Array, means: jax.Array, logvars: jax.Array) -> jax.Array:
-    """VampPrior density of Tomczak & Welling 2018, eq. 9: log (1/K) sum_k N(z; mu_k, sigma_k^2).
-
-    Args:
-      z: latents [..., d].
-      means, logvars: the posteriors q(z | u_k) of the K pseudo-inputs u_k, each [K, d].
-
-    Returns:
-      log p(z), [...].
-    """
-    per_component = log_normal_diag(z[..., None, :], means, logvars)  # [..., K]
-    return jax.nn.logsumexp(per_component, axis=-1) - jnp.log(means.shape[0])
 
 
 def _log_mean_exp(log_w: jax.Array, axis: int) -> jax.Array:
@@ -97,24 +53,24 @@ def _metrics(loss: jax.Array, log_w: jax.Array, bound: jax.Array) -> Metrics:
     }
 
 
-def iw_loss(log_w: jax.Array, spec: ObjectiveSpec, ciwae_beta: jax.Array | float = 0.5):
-    """(loss, metrics) of spec's bound (every objective but PIWAE) on log weights [M * K, B].
+def iw_loss(log_w: jax.Array, name: str, num_outer: int = 1, ciwae_beta: jax.Array | float = 0.5):
+    """(loss, metrics) of the bound `name` (every objective but PIWAE) on log weights [M * K, B].
 
     loss = -mean_b bound_b, with bound: `elbo` mean_s log w_s; `iwae` L_{MK}; `miwae` MIWAE_{M,K};
     `ciwae` beta ELBO + (1 - beta) IWAE. With M = K = 1 every bound is the one-sample ELBO.
     """
-    if log_w.shape[0] != spec.total_samples:
-        raise ValueError(f"log_w has {log_w.shape[0]} samples; {spec} needs {spec.total_samples}")
-    if spec.name == "elbo":
+    if log_w.shape[0] % num_outer:
+        raise ValueError(f"log_w has {log_w.shape[0]} samples, not a multiple of num_outer={num_outer}")
+    if name == "elbo":
         bound = elbo_bound(log_w)
-    elif spec.name == "iwae":
+    elif name == "iwae":
         bound = iwae_bound(log_w)
-    elif spec.name == "miwae":
-        bound = miwae_bound(log_w, spec.num_outer)
-    elif spec.name == "ciwae":
+    elif name == "miwae":
+        bound = miwae_bound(log_w, num_outer)
+    elif name == "ciwae":
         bound = ciwae_bound(log_w, ciwae_beta)
     else:
-        raise ValueError(f"objective {spec.name!r} has no single bound; valid: {list(OBJECTIVES)}")
+        raise ValueError(f"objective {name!r} has no single bound; valid: {list(OBJECTIVES)}")
     loss = -jnp.mean(bound)
     return loss, _metrics(loss, log_w, bound)
 

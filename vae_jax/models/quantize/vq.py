@@ -3,7 +3,7 @@
 The codebook is K x D. Each D-vector of the encoder output goes to its nearest
 codeword (squared Euclidean distance); the gradient reaches the encoder by the
 `estimator`: straight-through (the paper) or the rotation trick (Fifty et al.
-2024), with the same forward value (`vq_ops`).
+2024), with the same forward value (`estimators`).
 With `ema=True` the codebook is not a parameter but the ratio of exponential
 moving averages of the summed assigned encodings and of the (Laplace-smoothed)
 cluster sizes (Appendix A.1 of the paper), updated only when `train=True`.
@@ -29,9 +29,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vae_jax.models.vq_ops import estimate, kmeans, l2_normalize, nearest_codes, usage_statistics
-
-__all__ = ["VQOutput", "VectorQuantizer", "nearest_codes", "usage_statistics"]
+from vae_jax.models.quantize.estimators import estimate, l2_normalize
+from vae_jax.models.quantize.kmeans import kmeans, nearest_codes
 
 
 class VQOutput(NamedTuple):
@@ -44,6 +43,13 @@ class VQOutput(NamedTuple):
     level_perplexity: jax.Array | None = None  # [N] per residual level (RVQ only)
     level_usage: jax.Array | None = None  # [N]
     counts: jax.Array | None = None  # [K] assignments per code over the batch ([N, K] per RVQ level)
+
+
+def usage_statistics(counts: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(perplexity, usage fraction) from per-code assignment counts [K]."""
+    probs = counts / jnp.maximum(jnp.sum(counts), 1.0)
+    entropy = -jnp.sum(jnp.where(probs > 0, probs * jnp.log(jnp.where(probs > 0, probs, 1.0)), 0.0))
+    return jnp.exp(entropy), jnp.mean(counts > 0)
 
 
 class VectorQuantizer(nn.Module):

@@ -1,4 +1,4 @@
-"""One quantizer interface for VQ-VAE, selected by `config.model.vq`.
+"""The quantizer of `config.model.vq` (`build_quantizer`), and the projection around it.
 
 Every quantizer maps z [B, ..., W] to a `VQOutput` (`quantized` has z's shape, the decoder
 reads it) and has `lookup(indices)` (codes -> decoder input, for prior samples) and
@@ -17,9 +17,9 @@ import flax.linen as nn
 import jax
 import ml_collections
 
-from vae_jax.models.fsq import FSQ, recommended_levels
-from vae_jax.models.quantizer import VectorQuantizer, VQOutput
-from vae_jax.models.residual_vq import ResidualVQ
+from vae_jax.models.quantize.fsq import FSQ, recommended_levels
+from vae_jax.models.quantize.residual import ResidualVQ
+from vae_jax.models.quantize.vq import VectorQuantizer, VQOutput
 
 KINDS = ("vq", "fsq", "rvq")
 

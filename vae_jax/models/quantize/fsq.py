@@ -16,8 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax.models.quantizer import VQOutput
-from vae_jax.models.vq_ops import straight_through, usage_statistics
+from vae_jax.models.quantize.estimators import straight_through
+from vae_jax.models.quantize.vq import VQOutput, usage_statistics
 
 # The paper's level sets for a target codebook size (Sec. 4.1 / Table 1 of Mentzer et al. 2023).
 RECOMMENDED_LEVELS = {
