@@ -41,8 +41,8 @@ def save_grid(path: str | Path, images: np.ndarray, ncols: int) -> np.ndarray:
 def save_labelled_rows(path: str | Path, rows: np.ndarray, labels: Sequence[str], title: str = "") -> None:
     """Writes rows of images [R, C, H, W, ch] with a text label left of each row (traversals).
 
-    The rows are tiled into one array and drawn as one image (one Axes per tile made this the
-    slowest part of an evaluation: ~10 s for a 10 x 10 traversal).
+    The rows are tiled into one array and drawn as one image: one Axes per tile would make this
+    the slowest part of an evaluation.
     """
     r, c, h, w = rows.shape[:4]
     grid = image_grid(rows.reshape(r * c, *rows.shape[2:]), ncols=c)
