@@ -12,7 +12,8 @@ protocol and must give the same scores:
 - serial: one classifier fit at a time, every metric drawing and encoding its own codes;
 - parallel: DCI's per-factor fits on one thread and SAP's per-code fits in one process per core,
   and the draws that metrics make alike encoded once (`codes.SharedDraws`).
-The factor grid is encoded once for both (`seconds_grid`); `seconds` per metric follow.
+The factor grid is encoded once for both (`seconds_grid`); `seconds` per metric follow (the
+parallel SAP's include starting its worker processes, once per Python process).
 """
 
 import argparse
