@@ -1,36 +1,42 @@
 # Two commands on a fresh machine: `make run` (main job) and `make test`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
 NATIVE := vae_jax/ops/native/libvae_onednn.so
 
 .PHONY: venv run test lint bench
 
 # Bytecode is written by the first process that imports a module, not by pip for every module
-# installed: pip's compile of all of TensorFlow and PyTorch was ~50 s of a ~100 s install, and a
-# run imports a small part of them. PYTHONDONTWRITEBYTECODE (set on some machines, CI's among
-# them) is dropped for our commands, else every process compiles what it imports again (tried:
-# --no-compile with it set made the suite 85 s slower).
+# installed (a run imports a small part of what it installs). PYTHONDONTWRITEBYTECODE (set on
+# some machines, CI's among them) is dropped for our commands, else every process compiles what
+# it imports again.
 unexport PYTHONDONTWRITEBYTECODE
 
-$(STAMP): pyproject.toml
+# What a run needs: the pinned dependencies and the oneDNN wheel for the CPU kernels.
+$(RUN_STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q --no-compile -e '.[native]'
+	touch $(RUN_STAMP)
+
+# What the tests add: pytest, ruff, the notebook runner and the PyTorch peer of the benchmarks.
+$(DEV_STAMP): $(RUN_STAMP)
 	$(PY) -m pip install -q --no-compile -e '.[dev,native]'
-	touch $(STAMP)
+	touch $(DEV_STAMP)
 
 # The oneDNN convolution kernels (needs g++; oneDNN comes from the pinned wheel); without them
 # the CPU step uses the matrix-product form, which is slower but computes the same function.
-$(NATIVE): vae_jax/ops/native/onednn_conv.cc $(STAMP)
+$(NATIVE): vae_jax/ops/native/onednn_conv.cc $(RUN_STAMP)
 	$(PY) -m vae_jax.ops.native || echo "make: continuing without the oneDNN kernels"
 
-venv: $(STAMP) $(NATIVE)
+venv: $(RUN_STAMP) $(NATIVE)
 
-# The main job: the quick beta-VAE on procedural dSprites (offline, CPU, < 10 min).
+# The main job: the quick beta-VAE on procedural dSprites (offline, on the CPU).
 run: venv
 	$(PY) -m experiments.run --config=experiments/beta_vae.py:quick
 
-lint: venv
+lint: venv $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
@@ -40,6 +46,5 @@ lint: venv
 test: lint
 	$(PY) -m pytest -n 2 --dist load --maxschedchunk 1 --durations=25 -q tests
 
-bench: venv
-	$(PY) -m pip install -q -e '.[bench]'
+bench: venv $(DEV_STAMP)
 	$(PY) -m benchmarks.step_time

@@ -18,9 +18,10 @@ from benchmarks.common import environment, write_results
 from experiments import beta_vae
 from vae_jax.data import get_ground_truth_data
 from vae_jax.evaluate import baselines, disentanglement
-from vae_jax.evaluate.ground_truth import representation_fn
+from vae_jax.evaluate.ground_truth import Representation
+from vae_jax.evaluate.inference import Inference
 from vae_jax.models import build_model
-from vae_jax.train import checkpoint, engine
+from vae_jax.train.restore import load_run
 from vae_jax.train.state import create_train_state
 
 ALL = list(disentanglement.METRICS)
@@ -30,14 +31,11 @@ TARGET_SECONDS = 120.0  # all five metrics on the 2-core CPU (issue #4)
 def model_representation(workdir: str | None):
     config = beta_vae.get_config()
     if workdir:
-        _, model, _, state = engine.setup(config)
-        manager = checkpoint.make_manager(workdir)
-        state = checkpoint.restore_latest(manager, state)
-        manager.close()
-    else:
-        model = build_model(config, (64, 64, 1))
-        state = create_train_state(model, config, (64, 64, 1), jax.random.key(0))
-    return representation_fn(model, state)
+        run = load_run(workdir)
+        return Representation(run.inference)
+    model = build_model(config, (64, 64, 1))
+    state = create_train_state(model, config, (64, 64, 1), jax.random.key(0))
+    return Representation(Inference(model, state.variables, config.loss.likelihood))
 
 
 def timed(names, data, fn, seed=0, **kwargs):

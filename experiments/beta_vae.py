@@ -46,10 +46,10 @@ def get_config(arg: str | None = None):
     common.apply_preset(c, "beta_vae", arg, quick_steps=3000, sweep=sweep)
     preset, _ = common.parse_preset(arg)
     if preset == "quick":
-        # Sized to end within 10 minutes on the slowest 2-core CPU seen (AVX2, ~5x slower than
-        # AVX-512 machines): 3k steps with Adam 5e-4 so the run gets further in its few steps, and the
-        # sample-based metrics only (the beta-VAE and FactorVAE scores encode the 737k-image grid,
-        # or 1.92M sampled images on the stochastic Color/Noisy/Textured variants).
+        # Sized for minutes on a 2-core CPU without AVX-512: 3k steps with Adam 5e-4 so the run gets
+        # further in its few steps, and the sample-based metrics only (the beta-VAE and FactorVAE
+        # scores encode the 737k-image grid, or 1.92M sampled images on the stochastic
+        # Color/Noisy/Textured variants).
         c.optim.learning_rate = 5e-4
         c.eval.disentanglement = ("mig", "sap", "dci")
     if preset == "smoke":

@@ -10,8 +10,7 @@ The paper trains for 3^8 passes over the data; the default here is 1M steps.
 `cpu_hour` sizes a run for one hour of a 2-core CPU, the final L_5000 on all 10,000 test
 images included: the ELBO with Burda et al.'s whole schedule (stages i = 0..7 of 3^i * 250 steps
 at 1e-3 * 10^(-i/7): 820,000 steps of 20 images, 273 passes, a twelfth of the paper's 3,280).
-On the 2-core AMD EPYC (Zen 4) training runs at ~350-450 steps/s and the L_5000 evaluation takes
-~10 minutes (README's likelihood table has the measured figures):
+docs/results.md has its measured time and test log-likelihood:
 
   python -m experiments.run --config=experiments/vae.py:cpu_hour --config.data.local_dir=DIR
 """

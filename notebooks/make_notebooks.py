@@ -30,7 +30,7 @@ NOTEBOOKS = {
         new_code_cell(SETUP.format(name="latent_space_2d")),
         new_code_cell(
             "from experiments import latent2d\n"
-            "from vae_jax.train import train_and_evaluate\n"
+            "from vae_jax import train_and_evaluate\n"
             "results = {}\n"
             "for model in ('ae', 'vae'):\n"
             "    config = latent2d.get_config(f'{model},{PRESET}')\n"
@@ -56,12 +56,12 @@ NOTEBOOKS = {
             "# β-VAE on dSprites: traversals and disentanglement scores\n\n"
             "Trains the β-VAE of `experiments/beta_vae.py` (procedural dSprites, no download), "
             "shows the latent traversals (rows ordered by KL, labelled with the factor each "
-            "latent is most informative about) and computes the five disentanglement metrics."
+            "latent is most informative about) and computes the study's disentanglement metrics."
         ),
         new_code_cell(SETUP.format(name="beta_vae_dsprites")),
         new_code_cell(
             "from experiments import beta_vae\n"
-            "from vae_jax.train import train_and_evaluate, engine, checkpoint\n"
+            "from vae_jax import train_and_evaluate\n"
             "config = beta_vae.get_config(PRESET)\n"
             "results = train_and_evaluate(config, WORKDIR)\n"
             "print({k: round(v, 3) for k, v in results.items()})"
@@ -72,20 +72,17 @@ NOTEBOOKS = {
             "plt.axis('off');"
         ),
         new_code_cell(
-            "from vae_jax.data import get_ground_truth_data\n"
-            "from vae_jax.evaluate import disentanglement\n"
-            "from vae_jax.evaluate.ground_truth import representation_fn\n"
-            "dataset, model, mesh, state = engine.setup(config)\n"
-            "manager = checkpoint.make_manager(WORKDIR)\n"
-            "state = checkpoint.restore_latest(manager, state); manager.close()\n"
-            "small = PRESET == 'smoke'  # the full protocol takes ~2 minutes on a CPU\n"
+            "import vae_jax\n"
+            "run = vae_jax.load_run(WORKDIR)  # the config, model and variables of the latest checkpoint\n"
+            "small = PRESET == 'smoke'  # the full protocol takes minutes on a CPU\n"
             "protocols = {m: {'num_train': 100, 'num_eval': 50, 'batch_size': 16} for m in ('beta_vae_score', 'factor_vae_score')}\n"
             "protocols['factor_vae_score']['num_variance_estimate'] = 1000\n"
             "protocols.update({m: {'num_train': 1000, 'num_test': 500}\n"
             "                  for m in ('dci', 'sap', 'modularity_explicitness')})\n"
             "protocols.update({m: {'num_train': 1000} for m in ('mig', 'unsupervised')})\n"
-            "scores = disentanglement.compute_metrics(\n"
-            "    list(disentanglement.METRICS), get_ground_truth_data('dsprites'), representation_fn(model, state),\n"
+            "from vae_jax.evaluate.disentanglement import METRICS\n"
+            "scores = vae_jax.compute_metrics(\n"
+            "    list(METRICS), vae_jax.get_ground_truth_data('dsprites'), run.representation,\n"
             "    grid_cache=not small, **(protocols if small else {}))\n"
             "scores"
         ),
@@ -100,9 +97,8 @@ NOTEBOOKS = {
         ),
         new_code_cell(SETUP.format(name="vqvae_codebook")),
         new_code_cell(
-            "import jax, jax.numpy as jnp\n"
             "from experiments import vq_vae\n"
-            "from vae_jax.train import train_and_evaluate, engine, checkpoint\n"
+            "from vae_jax import train_and_evaluate\n"
             "config = vq_vae.get_config(PRESET)\n"
             "if os.environ.get('NOTEBOOK_IDX_DIR'):\n"
             "    config.data.source, config.data.local_dir = 'local', os.environ['NOTEBOOK_IDX_DIR']\n"
@@ -111,15 +107,14 @@ NOTEBOOKS = {
             "print({k: round(v, 3) for k, v in results.items()})"
         ),
         new_code_cell(
-            "dataset, model, mesh, state = engine.setup(config)\n"
-            "manager = checkpoint.make_manager(WORKDIR)\n"
-            "state = checkpoint.restore_latest(manager, state); manager.close()\n"
-            "variables = {'params': state.params, **state.model_state}\n"
-            "apply = jax.jit(model.apply, static_argnames='method')  # one program, not op by op\n"
-            "out = apply(variables, jnp.asarray(dataset.eval_images[:500]))\n"
-            "indices = np.asarray(out.vq.indices)  # [N, 7, 7]\n"
+            "import vae_jax\n"
+            "from vae_jax.data import load_dataset\n"
+            "run = vae_jax.load_run(WORKDIR)\n"
+            "images = load_dataset(run.config).eval_images[:500]\n"
+            "indices = run.encode(images)  # the code grid of each image, [N, 7, 7]\n"
             "counts = np.bincount(indices.ravel(), minlength=config.model.vq.num_codes)\n"
-            "print(f'{(counts > 0).sum()} of {len(counts)} codes used; perplexity {float(out.vq.perplexity):.1f}')\n"
+            "p = counts[counts > 0] / counts.sum()\n"
+            "print(f'{(counts > 0).sum()} of {len(counts)} codes used; perplexity {np.exp(-(p * np.log(p)).sum()):.1f}')\n"
             "plt.figure(figsize=(8, 3)); plt.bar(np.arange(len(counts)), np.sort(counts)[::-1])\n"
             "plt.xlabel('code (sorted by use)'); plt.ylabel('count');"
         ),
@@ -127,22 +122,28 @@ NOTEBOOKS = {
             "rng = np.random.default_rng(0)\n"
             "flat = indices.reshape(len(indices), -1)\n"
             "samples = np.stack([rng.choice(flat[:, p], size=16) for p in range(flat.shape[1])], 1)\n"
-            "images = apply(variables, jnp.asarray(samples.reshape(16, *indices.shape[1:])),\n"
-            "               method=model.decode_indices)\n"
+            "images = run.decode(samples.reshape(16, *indices.shape[1:]))\n"
             "from vae_jax import viz\n"
-            "plt.imshow(viz.image_grid(np.clip(np.asarray(images), 0, 1), 8)[..., 0], cmap='gray'); plt.axis('off');"
+            "plt.imshow(viz.image_grid(np.clip(images, 0, 1), 8)[..., 0], cmap='gray'); plt.axis('off');"
         ),
     ],
 }
 
 
-def main():
-    here = Path(__file__).parent
+def write(directory: Path) -> list[Path]:
+    """Writes every notebook of NOTEBOOKS into directory; returns their paths."""
+    paths = []
     for name, cells in NOTEBOOKS.items():
         for i, cell in enumerate(cells):  # stable ids: regenerating leaves unchanged cells unchanged
             cell.id = f"cell-{i}"
         nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}})
-        nbformat.write(nb, here / f"{name}.ipynb")
+        paths.append(Path(directory) / f"{name}.ipynb")
+        nbformat.write(nb, paths[-1])
+    return paths
+
+
+def main():
+    write(Path(__file__).parent)
 
 
 if __name__ == "__main__":

@@ -16,19 +16,18 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(__file__).resolve().parent.parent / ".jax_cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 # Tests run each program for a few steps, so compile time dominates: LLVM's optimization level 0
-# halves it (the ISA worker of test_native.py: 100 -> 49 s) and changes no result beyond rounding.
-# Benchmarks and real runs keep XLA's default level.
+# compiles faster and changes no result beyond rounding. Benchmarks and real runs keep XLA's
+# default level (docs/performance.md, "The test suite").
 if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
 # XLA runs a process's matrix products and convolutions on a thread pool as wide as the machine;
-# two workers on two cores then run four threads that preempt each other. One thread per process,
-# as OMP_NUM_THREADS does for oneDNN (14 run-level tests on two workers, CPU time 194 -> 177 s and
-# 184 -> 171 s in two runs; their wall time moved within the machine's noise).
+# two workers on two cores would run four threads that preempt each other. One thread per
+# process, as OMP_NUM_THREADS does for oneDNN.
 if "--xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] += " --xla_cpu_multi_thread_eigen=false"
 # Lowering a program to MLIR attaches each operation's Python traceback (100 frames by default) as
-# its location; tracing and lowering, not XLA, are most of a test's compile time at level 0, and
-# the sweep-parity worker took 7 % less without them (89 -> 84 s). Only HLO metadata changes.
+# its location; tracing and lowering, not XLA, are most of a test's compile time at level 0.
+# Without the tracebacks only HLO metadata changes.
 os.environ.setdefault("JAX_INCLUDE_FULL_TRACEBACKS_IN_LOCATIONS", "0")
 # Eight host devices on two shared cores: a collective waits for all eight threads, and under a
 # loaded machine XLA's default 40 s before aborting the process is not enough (seen: "Expected 8
@@ -55,7 +54,7 @@ def tfds_dir(tmp_path):
 
 
 def pytest_collection_modifyitems(items):
-    """Tests marked slow (end-to-end runs of 10-80 s) first. `make test` hands tests to its two
+    """Tests marked slow (the end-to-end runs) first. `make test` hands tests to its two
     workers one at a time in this order, so both start on the long ones and the short ones fill the
     end, instead of one worker finishing a long test alone after the other is done. The cases of a
     parametrized slow test are spread out (all first cases, then all second ones, ...): the first

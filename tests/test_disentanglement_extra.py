@@ -199,13 +199,12 @@ def test_grid_representation_caches_the_posterior():
 
 
 def test_vae_posterior_fn_and_registered_metrics():
-    import types
-
     import jax
 
     from experiments import beta_vae
     from vae_jax.data import get_ground_truth_data
     from vae_jax.evaluate import ground_truth
+    from vae_jax.evaluate.inference import Inference
     from vae_jax.models import build_model
     from vae_jax.train.validate import validate_config
 
@@ -219,8 +218,7 @@ def test_vae_posterior_fn_and_registered_metrics():
     images = dsprites.sample_observations_from_factors(dsprites.sample_factors(70, rng))
     keys = {"params": jax.random.key(0), "sample": jax.random.key(1)}
     variables = jax.jit(model.init)(keys, images[:1])
-    state = types.SimpleNamespace(params=variables["params"], model_state={})
-    fn = ground_truth.representation_fn(model, state)
+    fn = ground_truth.Representation(Inference(model, variables, "bernoulli", batch_size=32))
     mean, variance = fn.posterior(images)
     ref_mean, ref_logvar = model.apply(variables, images, method=model.encode)
     np.testing.assert_allclose(fn(images), ref_mean, rtol=1e-5, atol=1e-6)

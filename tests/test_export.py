@@ -210,7 +210,7 @@ def test_prior_step_exports():
     vqvae = build_model(vq_config, shape)
     vq_state = abstract_state(vq_config, shape)
     images = jax.ShapeDtypeStruct((config.train.batch_size, *shape), jnp.float32)
-    variables = {"params": vq_state.params, **vq_state.model_state}
+    variables = vq_state.variables
     codes = jax.eval_shape(lambda v, x: vqvae.apply(v, x).vq.indices, variables, images)
     assert codes.ndim == 3 and jnp.issubdtype(codes.dtype, jnp.integer)  # train_prior needs a code grid
     prior = PixelCNNPrior(vq_config.model.vq.num_codes, config.prior.features, config.prior.layers)

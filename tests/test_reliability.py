@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from tests.helpers import ROOT, cli, device_count_flags, final_params, load_config
+from tests.helpers import ROOT, cli, final_params, load_config
 from vae_jax import data as data_lib
 from vae_jax.train import ConfigError, NonFiniteError, checkpoint, engine, train_and_evaluate, validate_config
 from vae_jax.train.workdir import Workdir, read_metrics
@@ -235,13 +235,29 @@ def test_cli_ends_a_user_error_in_one_line_in_process(tmp_path, monkeypatch, cap
     assert capsys.readouterr().err == "error: config.loss.beta=-1.0 is invalid: must be >= 0\n"
 
 
-def test_batch_that_does_not_divide_over_devices(tmp_path):
-    env = dict(os.environ, XLA_FLAGS=device_count_flags(8), PYTHONPATH=str(ROOT))
-    cmd = [sys.executable, "-m", "experiments.run", f"--config={ROOT / 'experiments/beta_vae.py'}:smoke",
-           f"--workdir={tmp_path}/w", "--config.train.batch_size=12"]  # fmt: skip
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2
-    assert "config.train.batch_size=12 is invalid: must be a multiple of the 8 devices" in result.stderr
+def test_batch_that_does_not_divide_over_devices(monkeypatch):
+    import types
+
+    from vae_jax.train import sharding, validate
+
+    monkeypatch.setattr(validate.jax, "device_count", lambda: 8)  # eight devices, without starting them
+    config = load_config("beta_vae", "smoke")
+    config.train.batch_size = 12
+    with pytest.raises(
+        ConfigError, match="config.train.batch_size=12 is invalid: must be a multiple of the 8 devices"
+    ):
+        validate.validate_config(config)
+    config.train.batch_size, config.eval.batch_size = 16, 20
+    with pytest.raises(
+        ConfigError, match="config.eval.batch_size=20 is invalid: must be a multiple of the 8"
+    ):
+        validate.validate_config(config)
+    mesh = types.SimpleNamespace(shape={"sweep": 2, "data": 4})  # the mesh's data axis, as the engine checks
+    with pytest.raises(
+        ConfigError, match="batch_size=6 does not divide over the 4 devices of the 'data' axis"
+    ):
+        sharding.check_batch_divides(6, mesh)
+    sharding.check_batch_divides(8, mesh)
 
 
 def _smoke(tmp_path, **train):

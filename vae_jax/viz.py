@@ -1,13 +1,15 @@
-"""Pictures: image grids, labelled traversal grids, 2-D latent scatter plots, metric curves, study plots."""
+"""Pictures: image grids, labelled traversal grids, 2-D latent scatter plots, metric curves, study plots.
+
+Figures are drawn on `matplotlib.figure.Figure` objects and written to files, never through pyplot,
+so importing or using this module leaves matplotlib's backend (a notebook's inline one, say) as it is.
+"""
 
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib import image as mpl_image
+from matplotlib.figure import Figure
 
 
 def image_grid(images: np.ndarray, ncols: int, pad: int = 1) -> np.ndarray:
@@ -26,7 +28,7 @@ def image_grid(images: np.ndarray, ncols: int, pad: int = 1) -> np.ndarray:
 def save_image(path, image: np.ndarray) -> None:
     """Writes one image [H, W, C] in [0, 1] (C = 1: gray) as an RGBA PNG to a path or binary file."""
     pixels = image[..., 0] if image.shape[-1] == 1 else image
-    plt.imsave(path, pixels, cmap="gray", vmin=0, vmax=1, format="png")
+    mpl_image.imsave(path, pixels, cmap="gray", vmin=0, vmax=1, format="png")
 
 
 def save_grid(path: str | Path, images: np.ndarray, ncols: int) -> np.ndarray:
@@ -39,12 +41,13 @@ def save_grid(path: str | Path, images: np.ndarray, ncols: int) -> np.ndarray:
 def save_labelled_rows(path: str | Path, rows: np.ndarray, labels: Sequence[str], title: str = "") -> None:
     """Writes rows of images [R, C, H, W, ch] with a text label left of each row (traversals).
 
-    The rows are tiled into one array and drawn as one image (one Axes per tile made this the
-    slowest part of an evaluation: ~10 s for a 10 x 10 traversal).
+    The rows are tiled into one array and drawn as one image: one Axes per tile would make this
+    the slowest part of an evaluation.
     """
     r, c, h, w = rows.shape[:4]
     grid = image_grid(rows.reshape(r * c, *rows.shape[2:]), ncols=c)
-    fig, ax = plt.subplots(figsize=(c * 0.9 + 2.2, r * 0.9 + 0.4))
+    fig = Figure(figsize=(c * 0.9 + 2.2, r * 0.9 + 0.4))
+    ax = fig.subplots()
     image = grid[..., 0] if grid.shape[-1] == 1 else grid
     ax.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_xticks([])
@@ -56,12 +59,12 @@ def save_labelled_rows(path: str | Path, rows: np.ndarray, labels: Sequence[str]
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
-    plt.close(fig)
 
 
 def save_latent_scatter(path: str | Path, z: np.ndarray, labels: np.ndarray | None, title: str) -> None:
     """Scatter of 2-D codes [N, 2], coloured by class label."""
-    fig, ax = plt.subplots(figsize=(6, 5))
+    fig = Figure(figsize=(6, 5))
+    ax = fig.subplots()
     sc = ax.scatter(z[:, 0], z[:, 1], c=labels, s=3, cmap="tab10", alpha=0.7)
     if labels is not None:
         fig.colorbar(sc, ax=ax, label="class")
@@ -70,14 +73,14 @@ def save_latent_scatter(path: str | Path, z: np.ndarray, labels: np.ndarray | No
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def save_metric_curve(path, xs, values, x_label: str, y_label: str) -> None:
     """Mean and standard deviation (over seeds) of a metric at each swept value."""
     means = [np.mean(v) if v else np.nan for v in values]
     stds = [np.std(v) if v else np.nan for v in values]
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.subplots()
     ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3)
     for x, v in zip(xs, values, strict=True):
         ax.scatter([x] * len(v), v, s=8, color="gray", alpha=0.6)
@@ -88,12 +91,12 @@ def save_metric_curve(path, xs, values, x_label: str, y_label: str) -> None:
     ax.set_title(f"{y_label} vs {x_label} (mean ± std over seeds)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def save_rate_distortion(path, rates, distortions, colour, colour_label: str) -> None:
     """Rate (KL) against distortion (reconstruction NLL), one point per sweep member."""
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.subplots()
     sc = ax.scatter(rates, distortions, c=colour, cmap="viridis")
     fig.colorbar(sc, ax=ax, label=colour_label)
     ax.set_xlabel("rate: KL(q(z|x) || p(z)) [nats]")
@@ -101,13 +104,13 @@ def save_rate_distortion(path, rates, distortions, colour, colour_label: str) ->
     ax.set_title("rate-distortion", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def save_sequences(path, inputs: np.ndarray, recons: np.ndarray) -> None:
     """Input (black) and reconstruction (red) of sequences [N, T, F], one panel each (first feature)."""
     n = len(inputs)
-    fig, axes = plt.subplots(2, (n + 1) // 2, figsize=(3 * ((n + 1) // 2), 4.5), squeeze=False)
+    fig = Figure(figsize=(3 * ((n + 1) // 2), 4.5))
+    axes = fig.subplots(2, (n + 1) // 2, squeeze=False)
     for ax, x, r in zip(axes.flat, inputs, recons, strict=False):
         ax.plot(x[:, 0], color="black", lw=1.2, label="input")
         ax.plot(r[:, 0], color="tab:red", lw=1.0, ls="--", label="reconstruction")
@@ -115,12 +118,12 @@ def save_sequences(path, inputs: np.ndarray, recons: np.ndarray) -> None:
     axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
-    plt.close(fig)
 
 
 def save_grouped_boxes(path, labels: Sequence[str], values: Sequence[Sequence[float]], metric: str) -> None:
     """One box (quartiles, whiskers at 1.5 IQR) and the points of each group, e.g. method x hyperparameter."""
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.55 * len(labels) + 1.5), 4.0))
+    fig = Figure(figsize=(max(4.0, 0.55 * len(labels) + 1.5), 4.0))
+    ax = fig.subplots()
     positions = np.arange(1, len(labels) + 1)
     filled = [i for i, v in enumerate(values) if len(v)]
     ax.boxplot([values[i] for i in filled], positions=positions[filled], widths=0.6, showfliers=False)
@@ -136,13 +139,13 @@ def save_grouped_boxes(path, labels: Sequence[str], values: Sequence[Sequence[fl
     ax.set_title(f"{metric} by method and hyperparameter (points: seeds)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def save_correlation_matrix(path, matrix: np.ndarray, names: Sequence[str], title: str) -> None:
     """A [m, m] correlation matrix in [-1, 1] as an annotated heat map (nan cells blank)."""
     m = len(names)
-    fig, ax = plt.subplots(figsize=(0.5 * m + 3.0, 0.5 * m + 2.5))
+    fig = Figure(figsize=(0.5 * m + 3.0, 0.5 * m + 2.5))
+    ax = fig.subplots()
     im = ax.imshow(np.ma.masked_invalid(matrix), cmap="RdBu_r", vmin=-1, vmax=1)
     for i in range(m):
         for j in range(m):
@@ -155,13 +158,13 @@ def save_correlation_matrix(path, matrix: np.ndarray, names: Sequence[str], titl
     ax.set_title(title + " (x100)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def save_code_usage(path, shares: np.ndarray) -> None:
     """Bar chart of each code's share of all assignments [L, K], codes sorted by share, one row per level."""
     levels = len(shares)
-    fig, axes = plt.subplots(levels, 1, figsize=(6, 2.2 * levels), squeeze=False)
+    fig = Figure(figsize=(6, 2.2 * levels))
+    axes = fig.subplots(levels, 1, squeeze=False)
     for n, (ax, share) in enumerate(zip(axes[:, 0], shares, strict=True)):
         used = int(np.sum(share > 0))
         ax.bar(np.arange(len(share)), np.sort(share)[::-1], width=1.0)
@@ -171,4 +174,3 @@ def save_code_usage(path, shares: np.ndarray) -> None:
     axes[-1, 0].set_xlabel("code (sorted by use)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -17,7 +17,7 @@ def get_config(arg: str | None = None):
     c = beta_vae.get_config(scale)
     c.sweep.spec = "loss.beta=1,4 * seed=0,1,2"
     c.name = "higgins2017_dsprites" + (f"_{scale}" if scale else "")
-    if scale == "quick":  # 4 members in one program on a 2-core CPU: ~25 minutes with evaluation.
+    if scale == "quick":  # 4 members in one program, sized for a 2-core CPU (docs/results.md: its time)
         c.sweep.spec = "loss.beta=1,4 * seed=0,1"
         c.train.batch_size = 32
         c.train.num_steps = 2500

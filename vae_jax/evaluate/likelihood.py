@@ -8,6 +8,7 @@ with k and reaches log p(x) as k -> infinity. Samples are drawn in chunks inside
 `lax.scan` with a running log-sum-exp, so k = 5000 fits in memory.
 """
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -15,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vae_jax import objectives
+from vae_jax.evaluate.inference import Inference, map_batches
 from vae_jax.objectives import log_normal_diag, log_standard_normal
 
 
@@ -88,38 +90,53 @@ def active_units(posterior_means: np.ndarray, threshold: float = 0.01) -> int:
     return int(np.sum(np.var(np.asarray(posterior_means), axis=0) > threshold))
 
 
-def iwae_per_example(model, state, images, likelihood: str, k: int, batch_size: int, rng):
-    """(L_k per example [N], posterior means [N, d]) of a VAE over images."""
-    variables = {"params": state.params, **state.model_state}
+def iwae_per_example(
+    model, variables, images: np.ndarray, likelihood: str, k: int, batch_size: int, rng: jax.Array,
+    posterior: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:  # fmt: skip
+    """L_k per example [N] of a VAE over images.
+
+    posterior: the (mean, logvar) [N, d] of q(z|x) when the caller has them (the eval pass);
+    a VAE with a standard normal prior then draws its samples from them without encoding again.
+    """
     dims = int(np.prod(images.shape[1:]))
     chunk = max(1, min(k, 2**24 // (batch_size * dims)))
     while k % chunk:
         chunk -= 1
+    if model.analytic_kl:
+        if posterior is None:
+            posterior = Inference(model, variables, likelihood, batch_size).posterior(images)
 
-    @jax.jit
-    def bound(variables, x, key):
-        mean, logvar = model.apply(variables, x, method=model.encode)
-        if model.analytic_kl:
-            log_joint = model_log_joint(model, variables, x, likelihood)
-            return iwae_bound(log_joint, mean, logvar, key, k, chunk), mean
-        return model_iwae_bound(model, variables, x, likelihood, key, k=k, chunk=chunk), mean
+        def fn(batch, i):
+            x, mean, logvar = batch
+            return _standard_prior_bound(
+                model, variables, x, mean, logvar, jax.random.fold_in(rng, i), likelihood, k, chunk
+            )
 
-    values, means = [], []
-    for i, start in enumerate(range(0, len(images), batch_size)):
-        lk, mean = bound(
-            variables, jnp.asarray(images[start : start + batch_size]), jax.random.fold_in(rng, i)
-        )
-        values.append(np.asarray(lk))
-        means.append(np.asarray(mean))
-    return np.concatenate(values), np.concatenate(means)
+        return map_batches(fn, (images, *posterior), batch_size)
+
+    def fn(x, i):
+        return _own_prior_bound(model, variables, x, jax.random.fold_in(rng, i), likelihood, k, chunk)
+
+    return map_batches(fn, images, batch_size)
 
 
-def summarize_iwae(log_lk: np.ndarray, means: np.ndarray, k: int, dims: int) -> dict:
-    """iwae_nll (-L_k, nats per example), iwae_k, bits_per_dim and active_units."""
+@functools.partial(jax.jit, static_argnums=(0, 6, 7, 8))
+def _standard_prior_bound(model, variables, x, mean, logvar, key, likelihood, k, chunk):
+    log_joint = model_log_joint(model, variables, x, likelihood)
+    return iwae_bound(log_joint, mean, logvar, key, k, chunk)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4, 5, 6))
+def _own_prior_bound(model, variables, x, key, likelihood, k, chunk):
+    return model_iwae_bound(model, variables, x, likelihood, key, k=k, chunk=chunk)
+
+
+def summarize_iwae(log_lk: np.ndarray, k: int, dims: int) -> dict:
+    """iwae_nll (-L_k, nats per example), iwae_k and bits_per_dim."""
     nll = -float(np.mean(log_lk))
     return {
         "iwae_nll": nll,
         "iwae_k": k,
         "bits_per_dim": float(objectives.bits_per_dim(nll, dims)),
-        "active_units": active_units(means),
     }

@@ -7,7 +7,6 @@ in bits per code and bits per image dimension, and its samples, decoded by the
 VQ-VAE, to images/samples_<step>.png.
 """
 
-import json
 from pathlib import Path
 
 import jax
@@ -16,12 +15,14 @@ import ml_collections
 import numpy as np
 import optax
 
+from vae_jax import data as data_lib
 from vae_jax.data import pipeline
 from vae_jax.errors import ConfigError
 from vae_jax.evaluate.pictures import to_image
 from vae_jax.models import compute_dtype
 from vae_jax.models.code_prior import PixelCNNPrior, grid_to_levels, levels_to_grid, sample_codes
 from vae_jax.train import checkpoint, engine, sharding
+from vae_jax.train.restore import load_run
 from vae_jax.train.state import TrainState
 from vae_jax.train.workdir import Workdir
 
@@ -38,25 +39,12 @@ def _check_vqvae_workdir(prior_config) -> Path:
 
 
 def _vqvae(prior_config):
-    vq_dir = _check_vqvae_workdir(prior_config)
-    vq_config = ml_collections.ConfigDict(json.loads((vq_dir / "config.json").read_text()))
-    vq_config.data.update(prior_config.data.to_dict())  # where the data lives may differ here
-    dataset, model, _, state = engine.setup(vq_config)
-    manager = checkpoint.make_manager(vq_dir)
-    state = checkpoint.restore_latest(manager, state)
-    manager.close()
-    if state is None:
-        raise checkpoint.MissingCheckpointError(
-            f"no readable checkpoint in {vq_dir / 'checkpoints'} (config.prior.vqvae_workdir); train it first"
-        )
-    return vq_config, dataset, model, state
-
-
-def encode_codes(model, state, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
-    variables = {"params": state.params, **state.model_state}
-    fn = jax.jit(lambda v, x: model.apply(v, x).vq.indices)
-    return np.concatenate([np.asarray(fn(variables, jnp.asarray(images[i : i + batch_size])))
-                           for i in range(0, len(images), batch_size)])  # fmt: skip
+    """The trained VQ-VAE of prior_config.prior.vqvae_workdir and its dataset (read from
+    prior_config.data, since where the data lives may differ here)."""
+    vqvae = load_run(_check_vqvae_workdir(prior_config))
+    data_config = ml_collections.ConfigDict(vqvae.config.to_dict())
+    data_config.data.update(prior_config.data.to_dict())
+    return vqvae, data_lib.load_dataset(data_config)
 
 
 def train_prior(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
@@ -85,9 +73,8 @@ def train_prior(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
 
 def _train_and_sample(config: ml_collections.ConfigDict, writer: Workdir) -> dict:
     """Encodes the data, trains and evaluates the prior, decodes its samples; returns the results."""
-    vq_config, dataset, vqvae, vq_state = _vqvae(config)
-    train_codes = encode_codes(vqvae, vq_state, dataset.train_images)
-    test_codes = encode_codes(vqvae, vq_state, dataset.eval_images)
+    vqvae, dataset = _vqvae(config)
+    train_codes, test_codes = vqvae.encode(dataset.train_images), vqvae.encode(dataset.eval_images)
     levels = train_codes.shape[-1] if train_codes.ndim == 4 else 0  # residual VQ: [N, h, w, levels]
     if levels:
         train_codes, test_codes = levels_to_grid(train_codes), levels_to_grid(test_codes)
@@ -96,7 +83,7 @@ def _train_and_sample(config: ml_collections.ConfigDict, writer: Workdir) -> dic
             f"config.prior.vqvae_workdir={config.prior.vqvae_workdir!r} is invalid: the code prior needs "
             "a 2-D code grid (a conv VQ-VAE)"
         )
-    num_codes = vqvae.quantizer.codebook_size
+    num_codes = vqvae.model.quantizer.codebook_size
     prior = PixelCNNPrior(num_codes, config.prior.features, config.prior.layers, compute_dtype(config.model))
     state, nll = _fit(config, prior, train_codes, writer)
     eval_nll = float(np.mean([float(nll(state.params, jnp.asarray(test_codes[i : i + 500])))
@@ -112,10 +99,8 @@ def _train_and_sample(config: ml_collections.ConfigDict, writer: Workdir) -> dic
     }
     rng = jax.random.fold_in(jax.random.key(config.seed), 1)
     samples = sample_codes(prior, state.params, rng, 64, grid)
-    variables = {"params": vq_state.params, **vq_state.model_state}
     samples = grid_to_levels(samples, levels) if levels else samples
-    images = to_image(vqvae.apply(variables, samples, method=vqvae.decode_indices), vq_config.loss.likelihood)
-    writer.write_grid("samples", results["step"], np.asarray(images), 8)
+    writer.write_grid("samples", results["step"], to_image(vqvae.decode(np.asarray(samples))), 8)
     return results
 
 

@@ -42,7 +42,7 @@ def check_batch_divides(batch_size: int, mesh: jax.sharding.Mesh) -> None:
 def global_batch(local: np.ndarray, mesh: jax.sharding.Mesh) -> jax.Array:
     """Assembles the global batch from this process's rows, sharded on 'data'."""
     sharding = data_sharding(mesh)
-    if jax.process_count() == 1:  # the same array; device_put costs ~30 us less per step
+    if jax.process_count() == 1:  # the same array, by the cheaper call
         return jax.device_put(local, sharding)
     global_shape = (local.shape[0] * jax.process_count(), *local.shape[1:])
     return jax.make_array_from_process_local_data(sharding, local, global_shape)

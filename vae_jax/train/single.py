@@ -19,6 +19,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, allow_config_c
     run = None
     try:
         run = engine.build_run(config, writer, checkpoint_dir=writer.path)
+        writer.write_run_info(data_shape=list(run.dataset.data_shape))
         state = engine.resume(run, engine.init_state(run))
         feed = make_feed(config, run.dataset, run.mesh)
         rng = jax.random.fold_in(jax.random.key(config.seed), 1)

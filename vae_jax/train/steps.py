@@ -89,7 +89,11 @@ def make_train_step(likelihood: str, binarize: str = "none") -> Callable:
 
 
 def make_eval_step(likelihood: str) -> Callable:
-    """Returns eval_step(state, batch, rng) -> per-example metrics ([B] arrays).
+    """Returns eval_step(state, batch, rng) -> per-example metrics ([B] arrays) and codes.
+
+    Besides the ELBO terms it returns each example's deterministic code, so the final evaluation
+    encodes the eval set once: `latent` (a VAE's posterior mean [B, d], with `logvar`; an AE's
+    code) or, for a VQ-VAE, the code `indices` [B, positions, levels].
 
     Eval images are used as given: a dynamically binarized dataset is evaluated on one
     fixed binarization made when it is loaded.
@@ -104,9 +108,15 @@ def make_eval_step(likelihood: str) -> Callable:
             result.update(kl=terms["kl"], neg_elbo=terms["kl"] - terms["rec_ll"])
             if "kl_per_dim" in terms:
                 result["kl_per_dim"] = terms["kl_per_dim"]
-        if isinstance(out, VQVAEOutput):
+            # The encoder's pass is the one the model's output made (XLA shares it) but for a
+            # model that samples on its way to the top latent (the two-layer VAE).
+            mean, logvar = state.apply_fn(state.variables, x, method="encode")
+            result.update(latent=mean.astype(jnp.float32), logvar=logvar.astype(jnp.float32))
+        elif isinstance(out, VQVAEOutput):
             levels = 1 if out.vq.level_usage is None else out.vq.level_usage.shape[0]
             result["indices"] = out.vq.indices.reshape(x.shape[0], -1, levels)  # [B, positions, levels]
+        else:
+            result["latent"] = out.z.astype(jnp.float32)
         return result
 
     return eval_step

@@ -50,12 +50,16 @@ def train_sweep(
     writer = Workdir(workdir, tensorboard=False)  # members write their own events: one curve each
     writer.write_config(config)
     groups = programs(assignments)
+    program_dirs = ["." if len(groups) == 1 else f"program_{p}" for p in range(len(groups))]
+    writer.write_run_info(
+        programs=[{"dir": d, "members": m} for d, m in zip(program_dirs, groups, strict=True)]
+    )
     rows: list[dict] = []
     try:
         for p, members in enumerate(groups):
             logging.info("Sweep program %d/%d: %d members in one step", p + 1, len(groups), len(members))
             program = _Program([configs[i] for i in members], members, assignments, writer)
-            rows += program.train(workdir if len(groups) == 1 else workdir / f"program_{p}")
+            rows += program.train(workdir / program_dirs[p])
         if writer.enabled:
             write_sweep_results(workdir, rows, list(assignments[0]))
             study.write_study([workdir], workdir / "study")  # the members as one study table, plots
@@ -83,6 +87,7 @@ class _Program:
         }
         num_sweep = sweep_axis(len(self.members))
         run = engine.build_run(self.configs[0], self.writer, program_dir, num_sweep=num_sweep)
+        self.writer.write_run_info(data_shape=list(run.dataset.data_shape))
         try:
             member_sh = NamedSharding(run.mesh, P("sweep"))
             state, rngs = create_sweep_state(run.model, self.configs, run.dataset.data_shape)

@@ -1,6 +1,7 @@
-"""The workdir writer every trainer uses: config.json, metrics.jsonl, TensorBoard, images, results.json.
+"""The workdir writer every trainer uses: config.json, run.json, metrics.jsonl, TensorBoard, images,
+results.json.
 
-`config.json` and `results.json` are written atomically (a temporary file renamed over
+`config.json`, `run.json` and `results.json` are written atomically (a temporary file renamed over
 the old one). Metrics go to metrics.jsonl (one `{step, split, **metrics}` object per event)
 and to a TensorBoard event file (writers.py, neither through TensorFlow). Every line of
 metrics.jsonl is written with a single `write` of a complete line and flushed, and
@@ -20,6 +21,8 @@ import numpy as np
 from vae_jax import viz
 from vae_jax.errors import UserError
 from vae_jax.train.writers import EventWriter, JsonlWriter
+
+RUN_INFO = "run.json"  # what `load_run` needs beside config.json: the data's shape, a sweep's programs
 
 
 class WorkdirError(UserError):
@@ -85,6 +88,13 @@ class Workdir:
         if self.enabled:
             atomic_write(self.path / "config.json", config.to_json_best_effort(indent=2))
 
+    def write_run_info(self, **fields: Any) -> None:
+        """run.json: what reading the run back needs beside its config (`vae_jax.load_run`):
+        `data_shape` (one example's shape), and for a sweep `programs` ([{"dir", "members"}]:
+        which directory's checkpoints hold which members, in their stacked order)."""
+        if self.enabled:
+            atomic_write(self.path / RUN_INFO, json.dumps({**read_run_info(self.path), **fields}, indent=2))
+
     def write_results(self, results: Mapping[str, Any]) -> None:
         """results.json: the final evaluation."""
         if self.enabled:
@@ -126,6 +136,12 @@ class Workdir:
             self._jsonl.close()
             if self._events is not None:
                 self._events.close()
+
+
+def read_run_info(workdir: str | Path) -> dict:
+    """The run.json of workdir, {} if it has none."""
+    path = Path(workdir) / RUN_INFO
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def read_metrics(path: str | Path) -> list[dict]:

@@ -6,8 +6,8 @@ with a newline before the next record, so readers (`workdir.read_metrics`) never
 record.
 
 `EventWriter`: scalars and PNG images as TensorBoard `Event` protos, framed by tensorboard's own
-`RecordWriter`. Neither imports TensorFlow; clu's and `tf.summary`'s writers do (4-7 s in every
-process that trains, docs/performance.md).
+`RecordWriter`. Neither imports TensorFlow (clu's and `tf.summary`'s writers do, which would
+add TensorFlow's import to every process that trains).
 """
 
 import io
