@@ -50,6 +50,9 @@ def base_config() -> ml_collections.ConfigDict:
     # 4x4 stride-2 layers: 'onednn' (CPU, built by `python -m vae_jax.ops.native`) | 'matmul' (CPU) | 'xla'
     # | 'auto' (onednn, else matmul, on CPU; xla on GPU/TPU).
     c.model.conv_impl = "auto"
+    # The networks' computation dtype: 'float32' | 'bfloat16' (flax's convention: parameters, optimizer
+    # state, VQ codebooks, every density, loss and metric stay float32; docs/performance.md).
+    c.model.dtype = "float32"
     c.model.dense = 256
     c.model.rnn_hidden = 256
     c.model.disc_hidden = (1000,) * 6  # FactorVAE's discriminator MLP (dlib's fc_discriminator)
