@@ -134,6 +134,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.num_examples = 0  # 0 = the whole eval split (ground-truth data: required)
     c.eval.split = "test"  # 'test' | 'validation'
     c.eval.disentanglement = ()  # metric names, for datasets with ground-truth factors
+    # The metrics' own random draws (which factors, which pairs): the study fixes them at 0 for every
+    # model (disentanglement_lib's `evaluation.random_seed`), so its scores differ by the model only.
+    c.eval.metric_seed = 0
     c.eval.iwae_k = 100  # importance samples of the final L_k bound (VAEs); 0 = off
     c.eval.iwae_num_examples = 0  # eval examples for L_k; 0 = all
 

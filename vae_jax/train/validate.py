@@ -172,6 +172,8 @@ def _validate_eval(config: ml_collections.ConfigDict) -> None:
     )  # fmt: skip
     _one_of(config, "eval.split", ("test", "validation"))
     _check(config.eval.iwae_k >= 0, "eval.iwae_k", config.eval.iwae_k, "must be >= 0 (0 = off)")
+    seed = config.eval.get("metric_seed", 0)
+    _check(isinstance(seed, int) and seed >= 0, "eval.metric_seed", seed, "must be an integer >= 0")
     for metric in config.eval.disentanglement:
         _check(metric in METRICS, "eval.disentanglement", metric, f"each must be one of {sorted(METRICS)}")
 
