@@ -5,6 +5,7 @@ import pytest
 from scipy import stats
 from sklearn.metrics import mutual_info_score
 
+from tests.helpers import ToyFactors
 from vae_jax.data import get_ground_truth_data
 from vae_jax.evaluate import disentanglement as dis
 from vae_jax.evaluate import information
@@ -21,21 +22,6 @@ SMALL = {
     "modularity_explicitness": {"num_train": 2000, "num_test": 1000},
     "unsupervised": {"num_train": 2000},
 }
-
-
-class ToyFactors:
-    """Ground-truth data whose observations are the factor values themselves (binary factors)."""
-
-    factor_names = ("a", "b", "c", "d")
-    factor_sizes = (2, 2, 2, 2)
-    observation_shape = (4,)
-    num_factors = 4
-
-    def sample_factors(self, num, rng):
-        return rng.integers(0, 2, size=(num, 4))
-
-    def sample_observations_from_factors(self, factors, rng=None):
-        return np.asarray(factors, np.float64)
 
 
 class FromFactors:

@@ -3,27 +3,9 @@
 import numpy as np
 import pytest
 
-from tests.test_disentanglement import ToyFactors as BinaryFactors
+from tests.helpers import Codes
+from tests.helpers import ToyFactors as BinaryFactors
 from vae_jax.evaluate import modularity as mod
-
-
-class Codes:
-    """A representation given in closed form from the factors; optionally a Gaussian posterior."""
-
-    def __init__(self, mean_fn, variance=None):
-        self.mean_fn, self.variance = mean_fn, variance
-        if variance is not None:
-            self.posterior_of_factors = self._posterior
-
-    def __call__(self, images):
-        raise AssertionError("metrics should read codes from the factors")
-
-    def of_factors(self, factors):
-        return self.mean_fn(np.asarray(factors, np.float64))
-
-    def _posterior(self, factors):
-        mean = self.of_factors(factors)
-        return mean, np.full_like(mean, self.variance)
 
 
 def _modularity_reference(m):

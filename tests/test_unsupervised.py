@@ -5,8 +5,8 @@ import pytest
 import scipy.linalg
 from sklearn.metrics import mutual_info_score
 
-from tests.test_disentanglement import ToyFactors as BinaryFactors
-from tests.test_modularity import Codes
+from tests.helpers import Codes
+from tests.helpers import ToyFactors as BinaryFactors
 from vae_jax.evaluate import codes, information
 from vae_jax.evaluate import disentanglement as dis
 from vae_jax.evaluate import unsupervised as unsup
