@@ -3,7 +3,9 @@
 inference         the one batched, jitted path to a model: encode, decode, reconstruct, sample
 likelihood        the importance-weighted bound L_k and active units
 disentanglement   the study's metrics on ground-truth-factor data (`compute_metrics`), with
-                  codes (how codes of sampled factors are drawn) and information (MI, entropy)
+                  modularity and unsupervised (the study's other scores), protocol (every
+                  metric's defaults, each with its disentanglement_lib source), codes (how codes
+                  of sampled factors are drawn) and information (MI, entropy)
 ground_truth      a model as the metrics' representation; factor labels of the latents
 anomaly           AUROC of held-out-class detection by likelihood scores
 codebook          a VQ-VAE's code usage and perplexity over a whole set
