@@ -50,6 +50,9 @@ def base_config() -> ml_collections.ConfigDict:
     # 4x4 stride-2 layers: 'onednn' (CPU, built by `python -m vae_jax.ops.native`) | 'matmul' (CPU) | 'xla'
     # | 'auto' (onednn, else matmul, on CPU; xla on GPU/TPU).
     c.model.conv_impl = "auto"
+    # The networks' computation dtype: 'float32' | 'bfloat16' (flax's convention: parameters, optimizer
+    # state, VQ codebooks, every density, loss and metric stay float32; docs/performance.md).
+    c.model.dtype = "float32"
     c.model.dense = 256
     c.model.rnn_hidden = 256
     c.model.disc_hidden = (1000,) * 6  # FactorVAE's discriminator MLP (dlib's fc_discriminator)
@@ -131,6 +134,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.num_examples = 0  # 0 = the whole eval split (ground-truth data: required)
     c.eval.split = "test"  # 'test' | 'validation'
     c.eval.disentanglement = ()  # metric names, for datasets with ground-truth factors
+    # The metrics' own random draws (which factors, which pairs): the study fixes them at 0 for every
+    # model (disentanglement_lib's `evaluation.random_seed`), so its scores differ by the model only.
+    c.eval.metric_seed = 0
     c.eval.iwae_k = 100  # importance samples of the final L_k bound (VAEs); 0 = off
     c.eval.iwae_num_examples = 0  # eval examples for L_k; 0 = all
 
@@ -139,6 +145,8 @@ def base_config() -> ml_collections.ConfigDict:
     # empty = a single run. See vae_jax/train/sweep.py.
     c.sweep.spec = ""
     c.sweep.vectorize = "auto"  # 'vmap' | 'map' | 'auto' (map on CPU, vmap on accelerators)
+    # "I/N": members I, I+N, ... only (--sweep_slice); experiments.study joins the slices
+    c.sweep.slice = config_dict.placeholder(str)
     return c
 
 

@@ -3,6 +3,12 @@
   python -m experiments.run --config=experiments/beta_vae.py:quick \
       [--config.loss.beta=8.0 ...] [--workdir=runs/mine] [--mode=train|eval]
       [--num_processes=N --process_id=I --coordinator_address=HOST:PORT | --distributed]
+      [--distributed_timeout=SECONDS] [--sweep_slice=I/N]
+
+`--sweep_slice=I/N` trains members I, I+N, ... of the config's sweep in its own workdir (a job
+array's task, one process per GPU); `python -m experiments.study DIR_0 ... DIR_N-1` joins the
+slices. In a multi-process run, every process waits at most --distributed_timeout seconds for
+the others to join, then ends in one line.
 
 Errors the user can fix (`vae_jax.errors.UserError`, and bad flags) end in one line
 and exit code 2; anything else is a bug and keeps its traceback.
@@ -17,6 +23,7 @@ CPUs' XLA builds reject every cached program with an error line, jax-ml/jax#3844
 
 import os
 import sys
+import threading
 import traceback
 from pathlib import Path
 
@@ -28,6 +35,7 @@ from ml_collections.config_flags import config_path
 from vae_jax import train
 from vae_jax.errors import UserError
 from vae_jax.ops import allocator
+from vae_jax.train.sweep_spec import parse_sweep, slice_members
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:preset].")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (default runs/<config name>).")
@@ -46,6 +54,12 @@ _PROCESSES = flags.DEFINE_integer(
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (with --num_processes).")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-host).")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() first.")
+_JOIN_TIMEOUT = flags.DEFINE_integer(
+    "distributed_timeout", 300, "Multi-host: seconds to wait for all processes to join, then fail."
+)
+_SLICE = flags.DEFINE_string(
+    "sweep_slice", None, "I/N: train members I, I+N, I+2N, ... of the sweep (sets config.sweep.slice)."
+)
 _CACHE = flags.DEFINE_string(
     "compilation_cache", None, "JAX's persistent compilation cache directory ('' turns it off)."
 )
@@ -104,11 +118,44 @@ def _initialize_distributed() -> None:
         _fail(f"multi-host needs --coordinator_address, --num_processes and --process_id together "
               f"(missing {missing}), or --distributed alone on a cluster JAX detects")  # fmt: skip
     if _DISTRIBUTED.value or named:
-        jax.distributed.initialize(**named)
+        timeout = _JOIN_TIMEOUT.value
+        # JAX aborts the process with a stack dump when processes do not join in time; this
+        # watchdog (a thread: the wait releases the GIL) ends it first, in one line.
+        watchdog = threading.Timer(timeout, _not_joined, (timeout, named.get("coordinator_address")))
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            jax.distributed.initialize(**named, initialization_timeout=timeout + 60)
+        finally:
+            watchdog.cancel()
+
+
+def _not_joined(timeout: int, address: str | None) -> None:
+    where = f" at {address}" if address else ""
+    print(
+        f"error: not all processes joined the run{where} within --distributed_timeout={timeout} s; "
+        "start every process with the same --coordinator_address and --num_processes",
+        file=sys.stderr,
+        flush=True,
+    )
+    os._exit(2)
+
+
+def _check_sweep_slice(config) -> None:
+    """Sets config.sweep.slice from --sweep_slice; a bad spec or slice ends in one line before
+    anything slow, and before waiting for the other processes of a multi-process run."""
+    if _SLICE.value is not None:
+        config.sweep.slice = _SLICE.value
+    if config.sweep.get("slice"):
+        slice_members(config, len(parse_sweep(config.sweep.spec, config)) if config.sweep.spec else 0)
 
 
 def main(argv):
     del argv
+    try:
+        _check_sweep_slice(_CONFIG.value)
+    except UserError as e:
+        _fail(str(e))
     _initialize_distributed()
     allocator.keep_freed_memory()  # before XLA allocates; VAE_JAX_MALLOC=system keeps glibc's defaults
     _use_compilation_cache()

@@ -9,25 +9,11 @@ import sys
 import jax
 import numpy as np
 
-from experiments import common
+from tests.helpers import small_config
 from vae_jax.models import build_model
 from vae_jax.train import sharding
 from vae_jax.train.state import create_train_state
 from vae_jax.train.steps import make_train_step
-
-
-def small_config(kind: str):
-    c = common.base_config()
-    c.model.encoder = "conv"
-    c.model.channels = (8, 16)
-    c.model.dense = 32
-    c.model.latent_dim = 4
-    if kind == "vqvae_ema":
-        c.model.name = "vqvae"
-        c.model.vq.num_codes, c.model.vq.code_dim = 16, 8
-        c.model.vq.ema, c.model.vq.restart_threshold = True, 0.5
-        c.loss.likelihood = "gaussian"
-    return c
 
 
 def run(kind: str) -> dict[str, np.ndarray]:

@@ -182,3 +182,56 @@ def make_idx_dir(path, n_train=300, n_test=100, seed=0):
         write_idx(path / f"{prefix}-images-idx3-ubyte.gz", images)
         write_idx(path / f"{prefix}-labels-idx1-ubyte.gz", labels)
     return path
+
+
+# Ground-truth data and representations in closed form, for the metrics' tests.
+
+
+class ToyFactors:
+    """Ground-truth data whose observations are the factor values themselves (binary factors)."""
+
+    factor_names = ("a", "b", "c", "d")
+    factor_sizes = (2, 2, 2, 2)
+    observation_shape = (4,)
+    num_factors = 4
+
+    def sample_factors(self, num, rng):
+        return rng.integers(0, 2, size=(num, 4))
+
+    def sample_observations_from_factors(self, factors, rng=None):
+        return np.asarray(factors, np.float64)
+
+
+class Codes:
+    """A representation given in closed form from the factors; optionally a Gaussian posterior."""
+
+    def __init__(self, mean_fn, variance=None):
+        self.mean_fn, self.variance = mean_fn, variance
+        if variance is not None:
+            self.posterior_of_factors = self._posterior
+
+    def __call__(self, images):
+        raise AssertionError("metrics should read codes from the factors")
+
+    def of_factors(self, factors):
+        return self.mean_fn(np.asarray(factors, np.float64))
+
+    def _posterior(self, factors):
+        mean = self.of_factors(factors)
+        return mean, np.full_like(mean, self.variance)
+
+
+def small_config(kind: str):
+    """A small conv VAE (kind 'vae') or EMA VQ-VAE ('vqvae_ema') for 28 x 28 images, for the
+    device-count and sweep workers."""
+    c = common.base_config()
+    c.model.encoder = "conv"
+    c.model.channels = (8, 16)
+    c.model.dense = 32
+    c.model.latent_dim = 4
+    if kind == "vqvae_ema":
+        c.model.name = "vqvae"
+        c.model.vq.num_codes, c.model.vq.code_dim = 16, 8
+        c.model.vq.ema, c.model.vq.restart_threshold = True, 0.5
+        c.loss.likelihood = "gaussian"
+    return c

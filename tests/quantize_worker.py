@@ -12,7 +12,7 @@ import numpy as np
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from tests.dp_worker import small_config
+from tests.helpers import small_config
 from vae_jax.models import build_model
 from vae_jax.train.state import create_train_state
 from vae_jax.train.steps import make_train_step

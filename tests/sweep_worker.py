@@ -16,7 +16,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from tests.dp_worker import small_config
+from tests.helpers import small_config
 from vae_jax.models import build_model
 from vae_jax.train import sharding, sweep_spec, sweep_step
 from vae_jax.train.state import create_train_state

@@ -5,34 +5,23 @@ import pytest
 from scipy import stats
 from sklearn.metrics import mutual_info_score
 
+from tests.helpers import ToyFactors
 from vae_jax.data import get_ground_truth_data
 from vae_jax.evaluate import disentanglement as dis
 from vae_jax.evaluate import information
 
+# Small protocols with the fast options: DCI by random forest and SAP by the primal solver (the
+# study's gradient boosting and dual solver take minutes on dSprites' 113 classes and on near-perfect
+# codes; tests/test_metrics_protocol.py pins them on fewer classes).
 SMALL = {
     "beta_vae_score": {"num_train": 1000, "num_eval": 500},
     "factor_vae_score": {"num_train": 1000, "num_eval": 500, "num_variance_estimate": 2000},
     "mig": {"num_train": 5000},
-    "dci": {"num_train": 2000, "num_test": 1000},
-    "sap": {"num_train": 2000, "num_test": 1000},
+    "dci": {"num_train": 2000, "num_test": 1000, "importance_model": "random_forest"},
+    "sap": {"num_train": 2000, "num_test": 1000, "svm_solver": "primal"},
     "modularity_explicitness": {"num_train": 2000, "num_test": 1000},
     "unsupervised": {"num_train": 2000},
 }
-
-
-class ToyFactors:
-    """Ground-truth data whose observations are the factor values themselves (binary factors)."""
-
-    factor_names = ("a", "b", "c", "d")
-    factor_sizes = (2, 2, 2, 2)
-    observation_shape = (4,)
-    num_factors = 4
-
-    def sample_factors(self, num, rng):
-        return rng.integers(0, 2, size=(num, 4))
-
-    def sample_observations_from_factors(self, factors, rng=None):
-        return np.asarray(factors, np.float64)
 
 
 class FromFactors:

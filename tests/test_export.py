@@ -10,6 +10,7 @@ leave no grouped convolution in it) and an equivalent of the PixelCNN prior's st
 arguments are shapes only (`jax.eval_shape`): nothing is initialized, run or compiled. `jax.export`
 refuses custom calls without a compatibility guarantee, which is how a CPU-only kernel (the oneDNN
 FFI calls) that reached an accelerator program would show up; the last test shows that it does.
+A bfloat16 config (`model.dtype`) exports products in bfloat16 around float32 parameters.
 """
 
 import re
@@ -120,6 +121,35 @@ def signature(tree) -> list:
     return [(jax.tree_util.keystr(p), a.shape, a.dtype) for p, a in jax.tree.leaves_with_path(tree)]
 
 
+# StableHLO: `%y = stablehlo.<op>(...) ... : (tensor<3x4xbf16>, tensor<f32>) -> tensor<...>`.
+_TENSOR = re.compile(r"tensor<((?:[0-9]+x)*)([a-z]+[0-9]*)>")
+
+
+def operands(text: str, op: str) -> list[tuple[tuple[tuple[int, ...], str], ...]]:
+    """(shape, element type) of the operands of every `stablehlo.<op>` in StableHLO text."""
+    found = []
+    for line in text.splitlines():
+        if re.search(rf"= stablehlo\.{op}[ (]", line):
+            signature = line.rsplit(" : (", 1)[1].split(") ->", 1)[0]
+            found.append(
+                tuple(
+                    (tuple(int(d) for d in dims.split("x") if d), dtype)
+                    for dims, dtype in _TENSOR.findall(signature)
+                )
+            )
+    return found
+
+
+def operand_types(text: str, op: str) -> list[tuple[str, ...]]:
+    """The operands' element types ('bf16', 'f32', 'i32', ...) of every `stablehlo.<op>` in text."""
+    return [tuple(dtype for _, dtype in found) for found in operands(text, op)]
+
+
+def products(text: str) -> list[tuple[str, ...]]:
+    """Operand types of the matrix products and convolutions in text."""
+    return operand_types(text, "dot_general") + operand_types(text, "convolution")
+
+
 def assert_step_exported(exported, state, config):
     """The module is for PLATFORMS and maps the state to one of the same type, the metrics beside it."""
     assert exported.platforms == PLATFORMS
@@ -178,6 +208,36 @@ def test_vmapped_xla_convolutions_are_grouped(traced_as_on_gpu):
     assert 0 < grouped <= total
 
 
+@pytest.mark.parametrize("name", ["beta_vae", "vq_vae"])
+def test_bf16_train_step_exports_bf16_products_and_float32_parameters(name):
+    """model.dtype='bfloat16': every convolution (forward and both gradients) and every dense
+    layer's product is bf16; the products left in float32 are the VQ-VAE's distances to the
+    codebook and its EMA sums (an operand with num_codes rows or columns); the module's arguments
+    (parameters, optimizer state, EMA statistics) are float32."""
+    config = accelerator_config(name)
+    config.model.dtype = "bfloat16"
+    shape = data_shape(config.data.name)
+    state = abstract_state(config, shape)
+    step, batch_input = loop_step(config, shape)
+    exported = jax.export.export(step, platforms=PLATFORMS)(state, batch_input, abstract_key())
+    assert_step_exported(exported, state, config)
+    text = exported.mlir_module()
+    convolutions, dots = operand_types(text, "convolution"), operands(text, "dot_general")
+    assert convolutions and set(convolutions) == {("bf16", "bf16")}
+    f32_dots = [d for d in dots if {dtype for _, dtype in d} == {"f32"}]
+    assert all({dtype for _, dtype in d} == {"bf16"} for d in dots if d not in f32_dots)
+    if config.model.name == "vqvae":
+        codes = config.model.vq.num_codes
+        assert f32_dots and all(any(codes in s for s, _ in d) for d in f32_dots), f32_dots
+    else:
+        assert dots and not f32_dots
+    floats = [a.dtype for a in exported.in_avals if jnp.issubdtype(a.dtype, jnp.floating)]
+    assert len(floats) > len(jax.tree.leaves(state.params)) and set(floats) == {jnp.dtype(jnp.float32)}
+    main = next(line for line in text.splitlines() if "func.func public @main(" in line)
+    arguments = [dtype for _, dtype in _TENSOR.findall(main.split(") -> ", 1)[0])]
+    assert arguments.count("f32") == len(floats) and "bf16" not in arguments
+
+
 def test_prior_step_exports():
     """vq_prior: the step `prior_training.train_prior` runs (`make_prior_step`), for the PixelCNN
     prior over the code grid of the VQ-VAE the prior is trained on."""
@@ -189,7 +249,7 @@ def test_prior_step_exports():
     vqvae = build_model(vq_config, shape)
     vq_state = abstract_state(vq_config, shape)
     images = jax.ShapeDtypeStruct((config.train.batch_size, *shape), jnp.float32)
-    variables = {"params": vq_state.params, **vq_state.model_state}
+    variables = vq_state.variables
     codes = jax.eval_shape(lambda v, x: vqvae.apply(v, x).vq.indices, variables, images)
     assert codes.ndim == 3 and jnp.issubdtype(codes.dtype, jnp.integer)  # train_prior needs a code grid
     prior = PixelCNNPrior(vq_config.model.vq.num_codes, config.prior.features, config.prior.layers)

@@ -202,7 +202,7 @@ SMALL = {
     "beta_vae_score": {"num_train": 60, "num_eval": 60, "batch_size": 8},
     "factor_vae_score": {"num_train": 60, "num_eval": 60, "batch_size": 8, "num_variance_estimate": 300},
     "mig": {"num_train": 300},
-    "dci": {"num_train": 300, "num_test": 150},
+    "dci": {"num_train": 300, "num_test": 150, "importance_model": "random_forest"},  # seconds, not minutes
     "sap": {"num_train": 300, "num_test": 150},
 }
 

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tests.dp_worker import small_config
+from tests.helpers import small_config
 from vae_jax.models import build_model
 from vae_jax.objectives import disentangle as dis
 from vae_jax.train import checkpoint

@@ -97,3 +97,21 @@ def test_the_bound_from_the_eval_pass_posterior_equals_the_bound_that_encodes():
         model, variables, binary, "bernoulli", 10, 4, key, posterior=(posterior[0] + 3, posterior[1])
     )
     assert other.mean() < own.mean() - 1  # the given posterior is the proposal: a worse one, a lower bound
+
+
+@pytest.mark.slow
+def test_the_final_evaluation_encodes_the_eval_set_once(tmp_path, idx_dir, tfds_dir, monkeypatch):
+    """The eval step's pass is the only one over the eval set: the likelihood bound reuses its
+    posterior, the pictures encode a handful of examples only."""
+    from tests.helpers import load_config, use_local_idx
+    from vae_jax.train import train_and_evaluate
+
+    encoded = []
+    for name in ("posterior", "latent"):
+        method = getattr(Inference, name)
+        monkeypatch.setattr(Inference, name, lambda self, x, m=method: encoded.append(len(x)) or m(self, x))
+    config = use_local_idx(load_config("vae", "smoke"), idx_dir, tfds_dir)
+    config.eval.every = 10**6  # the final evaluation only
+    results = train_and_evaluate(config, tmp_path)
+    assert results["iwae_nll"] > 0 and results["active_units"] >= 0
+    assert sum(encoded) < 100 / 4, encoded  # the eval set has 100 images

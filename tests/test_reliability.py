@@ -1,19 +1,15 @@
-"""Faults provoked for real: bad configs, corrupt checkpoints, NaNs, torn logs, two processes."""
+"""Faults provoked for real: bad configs, corrupt checkpoints, NaNs, torn logs (across processes:
+tests/test_multihost.py)."""
 
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 
-from tests.helpers import ROOT, cli, final_params, load_config
+from tests.helpers import ROOT, cli, load_config
 from vae_jax import data as data_lib
 from vae_jax.train import ConfigError, NonFiniteError, checkpoint, engine, train_and_evaluate, validate_config
 from vae_jax.train.workdir import Workdir, read_metrics
@@ -323,8 +319,8 @@ def test_non_finite_loss_stops_with_step_and_metric_and_keeps_good_checkpoint(tm
     config, workdir = _smoke(tmp_path, num_steps=12, checkpoint_every=4, log_every=1)
     real_load = data_lib.load_dataset
 
-    def poisoned(cfg):
-        dataset = real_load(cfg)
+    def poisoned(cfg, **kwargs):
+        dataset = real_load(cfg, **kwargs)
         clean = dataset.batch_at
         dataset.batch_at = lambda step: clean(step) * (np.nan if step == 6 else 1.0)
         return dataset
@@ -353,68 +349,3 @@ def test_torn_metrics_line_is_skipped_and_logging_continues(tmp_path):
     logger.close()
     assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1, 3]
     assert read_metrics(tmp_path / "metrics.jsonl")[1]["loss"] is None  # NaN written as null
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _two_processes(tmp_path, name: str, *args) -> list[subprocess.Popen]:
-    """Two command-line processes of one run on loopback (one CPU device each; the flags start
-    jax.distributed); their output in tmp_path/<name><i>.log."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
-    common = [*args, f"--workdir={tmp_path / name}", "--num_processes=2",
-              f"--coordinator_address=127.0.0.1:{_free_port()}"]  # fmt: skip
-    procs = []
-    for i in range(2):
-        with open(tmp_path / f"{name}{i}.log", "w") as log:
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "experiments.run", *common, f"--process_id={i}"],
-                cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
-            ))  # fmt: skip
-    return procs
-
-
-@pytest.mark.slow
-def test_two_command_line_processes_train_and_evaluate_like_one(tmp_path, idx_dir):
-    """Multi-host through the command line: a run (its in-memory data on every device) and a
-    2-member sweep (each process feeding its own rows of every global batch: with dynamic
-    binarization a process that fed the whole batch would change the result), each as two
-    processes on loopback, train, checkpoint and evaluate together, and end with the checkpoint
-    and results of one process trained on the whole batch (here, while they run); the sweep's
-    member with the same config ends with the same results. Process 0 alone writes."""
-    config = load_config("vae", "smoke")
-    config.data.update(source="local", local_dir=str(idx_dir), data_dir=str(tmp_path / "tfds"))
-    assert config.loss.beta == 1.0 and config.data.binarize == "dynamic"
-    data_lib.load_dataset(config)  # TFDS prepares the idx files once, before the processes read them
-    args = [f"--config={ROOT / 'experiments/vae.py'}:smoke", "--config.data.source=local",
-            f"--config.data.local_dir={idx_dir}", f"--config.data.data_dir={tmp_path / 'tfds'}"]  # fmt: skip
-    procs = _two_processes(tmp_path, "run", *args)
-    procs += _two_processes(tmp_path, "sweep", *args, "--config.sweep.spec=loss.beta=1,4")
-    try:
-        single = train_and_evaluate(config, tmp_path / "one")
-        deadline = time.time() + 600
-        codes = [p.wait(timeout=max(1.0, deadline - time.time())) for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
-    logs = {p.stem: p.read_text() for p in tmp_path.glob("*.log")}
-    assert codes == [0] * 4, "\n".join(text[-3000:] for text in logs.values())
-    for name, text in logs.items():
-        assert f"process {int(name[-1]) + 1} of 2" in text, name
-    for workdir in ("run", "sweep"):
-        records = read_metrics(tmp_path / workdir / "metrics.jsonl")
-        keys = [(r["step"], r["split"], r.get("member")) for r in records]
-        assert records and len(keys) == len(set(keys)), f"{workdir}: a record written twice"
-    two = json.loads((tmp_path / "run" / "results.json").read_text())
-    (member,) = [m for m in json.loads((tmp_path / "sweep" / "results.json").read_text())["members"]
-                 if m["loss.beta"] == 1]  # fmt: skip
-    assert two.keys() == single.keys() and two["step"] == member["step"] == config.train.num_steps
-    for key in single:
-        np.testing.assert_allclose(two[key], single[key], rtol=1e-5, err_msg=key)
-        np.testing.assert_allclose(member[key], single[key], rtol=1e-5, err_msg=f"sweep member: {key}")
-    one_params, two_params = final_params(config, tmp_path / "one"), final_params(config, tmp_path / "run")
-    for key in one_params:
-        np.testing.assert_allclose(two_params[key], one_params[key], rtol=1e-5, atol=1e-6, err_msg=key)

@@ -51,11 +51,15 @@ class Dataset:
         return None if self.train_images is None else len(self.train_images)
 
 
-def load_dataset(config: ml_collections.ConfigDict) -> Dataset:
-    """Builds the dataset named by config.data.name with the train batch size and seed."""
+def load_dataset(config: ml_collections.ConfigDict, rows: tuple[int, int] | None = None) -> Dataset:
+    """Builds the dataset named by config.data.name with the train batch size and seed.
+
+    rows: (index, count): `batch_at` gives part index of count equal parts of each global batch
+    (default: this process's, (process_index, process_count); a mesh's `sharding.process_rows`).
+    """
     cfg = config.data
     batch = config.train.batch_size
-    pid, nproc = jax.process_index(), jax.process_count()
+    pid, nproc = rows or (jax.process_index(), jax.process_count())
     if cfg.name in GROUND_TRUTH:
         gt = get_ground_truth_data(cfg.name, cfg)
         eval_rng = np.random.default_rng([config.seed, 2**31 - 1])

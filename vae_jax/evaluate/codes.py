@@ -1,5 +1,6 @@
 """Codes of ground-truth data for the metrics: encode sampled factors, cache a factor grid,
-and draw the sampled representation z ~ q(z|x) beside the mean one.
+share the draws that several metrics make alike, and draw the sampled representation
+z ~ q(z|x) beside the mean one.
 
 A representation_fn maps images [B, H, W, C] (numpy) to codes [B, d]. It may also define
 - `of_factors(factors) -> [B, d]`: codes straight from factors (no rendering);
@@ -68,6 +69,52 @@ class GridRepresentation:
         return self._tables[0][index], self._tables[1][index]
 
 
+class SharedDraws:
+    """A representation_fn that remembers each draw of `sample_codes` and `sample_posterior_codes`
+    by the generator state and size that made it, and answers the same draw again from memory.
+
+    `compute_metrics` starts every metric from Generator(seed), and MIG, DCI, SAP, Modularity /
+    Explicitness, the unsupervised scores and the FactorVAE score's variance estimate all begin by
+    drawing 10,000 codes of uniformly sampled factors (the three with a test set then draw the same
+    5,000): the same points, which disentanglement_lib's study also drew for each metric alike
+    (every metric config sets `evaluation.random_seed = 0`). Remembering them leaves every score
+    unchanged: a remembered draw returns the same arrays (read-only) and moves the generator to
+    the state the draw left it in. Codes and posteriors are remembered apart (a model may compute
+    its codes and its posterior mean by different programs).
+    """
+
+    def __init__(self, representation_fn: Callable):
+        self.fn = representation_fn
+        self._draws: dict = {}
+        for name in ("of_factors", "posterior", "posterior_of_factors"):
+            if hasattr(representation_fn, name):
+                setattr(self, name, getattr(representation_fn, name))
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        return self.fn(images)
+
+    def draw(self, kind: str, data, num: int, rng) -> tuple:
+        """(factors [num, k], codes [num, d]) for kind 'codes', (factors, mean, variance) for
+        'posterior', drawn from rng as `sample_codes` / `sample_posterior_codes` draw them."""
+        key = (kind, num, repr(rng.bit_generator.state))
+        if key not in self._draws:
+            factors = data.sample_factors(num, rng)
+            if kind == "codes":
+                arrays = (factors, represent(data, self.fn, factors, rng))
+            else:
+                arrays = (factors, *posterior(data, self.fn, factors, rng))
+            self._draws[key] = (tuple(_read_only(a) for a in arrays), rng.bit_generator.state)
+        arrays, state = self._draws[key]
+        rng.bit_generator.state = state
+        return arrays
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    view = array.view()  # the caller's own array stays writable
+    view.flags.writeable = False
+    return view
+
+
 def represent(data, representation_fn, factors: np.ndarray, rng, batch_size: int = 256) -> np.ndarray:
     """Codes [N, d] of the observations of factors [N, k]."""
     if hasattr(representation_fn, "of_factors"):
@@ -81,6 +128,9 @@ def represent(data, representation_fn, factors: np.ndarray, rng, batch_size: int
 
 def sample_codes(data, representation_fn, num: int, rng) -> tuple[np.ndarray, np.ndarray]:
     """(codes [num, d], factors [num, k]) for uniformly sampled factors."""
+    if isinstance(representation_fn, SharedDraws):
+        factors, codes = representation_fn.draw("codes", data, num, rng)
+        return codes, factors
     factors = data.sample_factors(num, rng)
     return represent(data, representation_fn, factors, rng), factors
 
@@ -107,7 +157,10 @@ def posterior(data, representation_fn, factors: np.ndarray, rng, batch_size: int
 
 def sample_posterior_codes(data, representation_fn, num: int, rng):
     """(mean codes [num, d], sampled codes z = mean + sqrt(variance) * eps [num, d], factors)."""
-    factors = data.sample_factors(num, rng)
-    mean, variance = posterior(data, representation_fn, factors, rng)
+    if isinstance(representation_fn, SharedDraws):
+        factors, mean, variance = representation_fn.draw("posterior", data, num, rng)
+    else:
+        factors = data.sample_factors(num, rng)
+        mean, variance = posterior(data, representation_fn, factors, rng)
     sampled = mean + np.sqrt(variance) * rng.standard_normal(mean.shape)
     return mean, sampled, factors

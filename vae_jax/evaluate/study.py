@@ -3,7 +3,8 @@ correlation between metrics (the analysis of Locatello et al. 2019, Fig. 2/3 and
 
 Each sweep workdir holds `config.json` (the sweep's base config) and `sweep_results.csv`
 (one row per member: `member`, the swept fields, `diverged`, the final metrics, `step`;
-see vae_jax.train.sweep). `read_study` joins any number of them into one table with a
+see vae_jax.train.sweep), or, for a sweep run as slices, each slice's workdir holds its
+members' (`sweep_rows`). `read_study` joins any number of them into one table with a
 `method` column (named by `method_of`), the member's `hparam` (the swept field that is not
 the seed) and its `hparam_value`, and the `sweep` it came from. `write_study` writes the
 table as CSV, one box plot per metric by method and hyperparameter value, and the Spearman
@@ -20,7 +21,9 @@ import numpy as np
 from scipy import stats
 
 from vae_jax import viz
+from vae_jax.config_text import lookup
 from vae_jax.errors import UserError
+from vae_jax.evaluate import sweep_rows
 
 ID_COLUMNS = ("method", "hparam", "hparam_value", "seed", "sweep", "member", "step", "diverged")
 # The hyperparameter of each method's grid: named when a sweep varies only the seed, and chosen
@@ -35,29 +38,8 @@ METHOD_HPARAM = {
 }
 
 
-def _value(text: str):
-    """A CSV cell as int or float where it parses (empty -> nan), else the string."""
-    if text == "":
-        return math.nan
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
 def _is_number(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _get(config: dict, key: str):
-    node = config
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
 
 
 def method_of(config: dict, swept: list[str]) -> str:
@@ -73,7 +55,7 @@ def method_of(config: dict, swept: list[str]) -> str:
         # told apart below.
         if isinstance(loss.get(key), str) and loss[key] and loss[key] != default:
             return loss[key]
-    model = _get(config, "model.name") or "vae"
+    model = lookup(config, "model.name", None) or "vae"
     if model != "vae":
         return model
     if (loss.get("gamma") or 0) > 0 or "loss.gamma" in swept or "loss.c_max" in swept:
@@ -85,15 +67,12 @@ def method_of(config: dict, swept: list[str]) -> str:
 
 def read_sweep(workdir: str | Path, method: str | None = None) -> list[dict]:
     """The member rows of one sweep workdir, each with method, hparam, hparam_value, seed and sweep."""
-    workdir = Path(workdir)
-    path = workdir / "sweep_results.csv"
-    if not path.is_file():
-        raise UserError(f"{workdir}: no sweep_results.csv; pass the workdir of a finished sweep")
-    config = json.loads((workdir / "config.json").read_text()) if (workdir / "config.json").is_file() else {}
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        columns = list(reader.fieldnames or [])
-        rows = [{k: _value(v) for k, v in row.items()} for row in reader]
+    return read_study([workdir], {str(workdir): method} if method else None)
+
+
+def _with_ids(config: dict, rows: list[dict], method: str | None) -> list[dict]:
+    """rows (of one sweep, each with its `sweep`) with method, hparam, hparam_value and seed."""
+    columns = list(dict.fromkeys(c for row in rows for c in row if c != "sweep"))
     if "diverged" in columns:  # the sweep writes member, the swept fields, diverged, the metrics, step
         end = columns.index("diverged")
         # A union's later programs add their fields after the first member's metrics: config
@@ -106,14 +85,14 @@ def read_sweep(workdir: str | Path, method: str | None = None) -> list[dict]:
         members = [_member_ids(config, row, sorted(p), method) for row, p in zip(rows, present, strict=True)]
     else:
         member_method = method or method_of(config, swept)
-        hparam = next((c for c in swept if c != "seed" and all(_is_number(r[c]) for r in rows)), None)
+        hparam = next((c for c in swept if c != "seed" and all(_is_number(r.get(c)) for r in rows)), None)
         members = [(member_method, hparam or METHOD_HPARAM.get(member_method))] * len(rows)
     out = []
     for row, (member_method, hparam) in zip(rows, members, strict=True):
-        value = row.get(hparam, _get(config, hparam) if hparam else None)
+        value = row.get(hparam, lookup(config, hparam, None) if hparam else None)
         seed = row.get("seed", config.get("seed", math.nan))
         ids = {"method": member_method, "hparam": hparam or "", "hparam_value": value, "seed": seed}
-        out.append({**ids, "sweep": str(workdir), **row})
+        out.append({**ids, "sweep": row["sweep"], **{k: v for k, v in row.items() if k != "sweep"}})
     return out
 
 
@@ -138,10 +117,15 @@ def _member_ids(config: dict, row: dict, swept: list[str], method: str | None) -
     return member_method, hparam if hparam in numbers or not numbers else numbers[0]
 
 
-def read_study(workdirs, methods: dict | None = None) -> list[dict]:
-    """The rows of every member of every sweep in workdirs; methods maps a workdir to a method name."""
+def read_study(workdirs, methods: dict | None = None, allow_incomplete: bool = False) -> list[dict]:
+    """The rows of every member of every sweep in workdirs, the slices of one sweep joined
+    (`sweep_rows.read_sweeps`); methods maps a workdir to a method name."""
     methods = {str(Path(k)): v for k, v in (methods or {}).items()}
-    return [row for w in workdirs for row in read_sweep(w, methods.get(str(Path(w))))]
+    out = []
+    for config, rows in sweep_rows.read_sweeps(workdirs, allow_incomplete):
+        method = next((methods[r["sweep"]] for r in rows if r["sweep"] in methods), None)
+        out += _with_ids(config, rows, method)
+    return out
 
 
 def metric_columns(rows: list[dict]) -> list[str]:
@@ -216,16 +200,19 @@ def _groups(rows: list[dict], metric: str) -> tuple[list[str], list[list[float]]
     return labels, [[float(c) for c in cell if _is_number(c) and np.isfinite(c)] for cell in cells]
 
 
-def write_study(workdirs, out: str | Path, metrics: list[str] | None = None, methods=None) -> dict:
+def write_study(
+    workdirs, out: str | Path, metrics: list[str] | None = None, methods=None, allow_incomplete=False
+) -> dict:
     """Writes out/study_results.csv, out/study_summary.csv (mean, min and max over seeds per method and
     hyperparameter value), out/study_<metric>.png per metric and out/study_rank_correlation.png.
 
-    A sweep can call it on its own workdir after writing sweep_results.csv. Returns
-    {"rows", "metrics", "rank_correlation"}; metrics default to `metric_columns(rows)`.
+    A sweep can call it on its own workdir after writing sweep_results.csv; the slices of a sweep
+    are joined (`read_study`). Returns {"rows", "metrics", "rank_correlation"}; metrics default to
+    `metric_columns(rows)`.
     """
     out = Path(out)
+    rows = read_study(workdirs, methods, allow_incomplete)
     out.mkdir(parents=True, exist_ok=True)
-    rows = read_study(workdirs, methods)
     metrics = metric_columns(rows) if metrics is None else list(metrics)
     unknown = [m for m in metrics if not any(m in r for r in rows)]
     if unknown:

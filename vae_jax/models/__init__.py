@@ -1,8 +1,14 @@
-"""Flax models and the registry from `config.model.name` to constructors."""
+"""Flax models and the registry from `config.model.name` to constructors.
+
+`config.model.dtype` (one of DTYPES) is the networks' computation dtype, flax's convention:
+parameters are float32 in every dtype, and the models cast their networks' outputs to float32
+(`vae_jax.models.autoencoders`), so losses and metrics are float32 sums.
+"""
 
 from collections.abc import Callable, Sequence
 
 import flax.linen as nn
+import jax.numpy as jnp
 import ml_collections
 
 from vae_jax.errors import ConfigError
@@ -36,6 +42,7 @@ __all__ = [
     "Autoencoder",
     "ConvDecoder",
     "ConvEncoder",
+    "DTYPES",
     "FSQ",
     "ImportanceTerms",
     "MLPDecoder",
@@ -56,32 +63,41 @@ __all__ = [
     "VectorQuantizer",
     "build_model",
     "build_quantizer",
+    "compute_dtype",
     "num_params",
 ]
 
 NETWORKS = ("mlp", "conv", "recurrent")
+DTYPES = ("float32", "bfloat16")  # config.model.dtype
+
+
+def compute_dtype(cfg: ml_collections.ConfigDict) -> jnp.dtype:
+    """The networks' dtype, `cfg.dtype` of config.model (float32 for configs written before it)."""
+    return jnp.dtype(cfg.get("dtype", "float32"))
 
 
 def _encoder(cfg: ml_collections.ConfigDict, out_dim: int, spatial: bool = False) -> nn.Module:
-    kind = cfg.encoder
+    kind, dtype = cfg.encoder, compute_dtype(cfg)
     if kind == "mlp":
-        return MLPEncoder(out_dim, hidden=tuple(cfg.hidden), activation=cfg.activation)
+        return MLPEncoder(out_dim, hidden=tuple(cfg.hidden), activation=cfg.activation, dtype=dtype)
     if kind == "conv":
-        return ConvEncoder(out_dim, tuple(cfg.channels), cfg.kernel, cfg.dense, spatial, cfg.conv_impl)
+        channels = tuple(cfg.channels)
+        return ConvEncoder(out_dim, channels, cfg.kernel, cfg.dense, spatial, cfg.conv_impl, dtype)
     if kind == "recurrent":
-        return RecurrentEncoder(out_dim, cfg.rnn_hidden, cfg.cell)
+        return RecurrentEncoder(out_dim, cfg.rnn_hidden, cfg.cell, dtype)
     raise ConfigError(f"model.encoder={kind!r} is not known; valid: {list(NETWORKS)}")
 
 
 def _decoder(cfg: ml_collections.ConfigDict, data_shape: Sequence[int], spatial=False) -> nn.Module:
-    kind = cfg.decoder or cfg.encoder
+    kind, dtype = cfg.decoder or cfg.encoder, compute_dtype(cfg)
+    shape = tuple(data_shape)
     if kind == "mlp":
-        return MLPDecoder(tuple(data_shape), tuple(reversed(tuple(cfg.hidden))), cfg.activation)
+        return MLPDecoder(shape, tuple(reversed(tuple(cfg.hidden))), cfg.activation, dtype)
     if kind == "conv":
         channels = tuple(cfg.channels)
-        return ConvDecoder(tuple(data_shape), channels, cfg.kernel, cfg.dense, spatial, cfg.conv_impl)
+        return ConvDecoder(shape, channels, cfg.kernel, cfg.dense, spatial, cfg.conv_impl, dtype)
     if kind == "recurrent":
-        return RecurrentDecoder(tuple(data_shape), cfg.rnn_hidden, cfg.cell)
+        return RecurrentDecoder(shape, cfg.rnn_hidden, cfg.cell, dtype)
     raise ConfigError(f"model.decoder={kind!r} is not known; valid: {list(NETWORKS)}")
 
 
@@ -102,23 +118,23 @@ def _vae(cfg, loss_cfg, data_shape) -> nn.Module:
 
 def _vae2(cfg, loss_cfg, data_shape) -> nn.Module:
     """Burda et al.'s two stochastic layers: model.bottom_hidden around z1, model.hidden around z2."""
-    d1, act = cfg.bottom_latent_dim, cfg.activation
+    d1, act, dtype = cfg.bottom_latent_dim, cfg.activation, compute_dtype(cfg)
     bottom_hidden = tuple(cfg.bottom_hidden)
     top_hidden = tuple(cfg.hidden)
     return TwoLayerVAE(
-        encoder=MLPEncoder(2 * d1, bottom_hidden, act),
-        decoder=MLPDecoder(tuple(data_shape), tuple(reversed(bottom_hidden)), act),
+        encoder=MLPEncoder(2 * d1, bottom_hidden, act, dtype),
+        decoder=MLPDecoder(tuple(data_shape), tuple(reversed(bottom_hidden)), act, dtype),
         latent_dim=cfg.latent_dim,
         **_scale_kwargs(loss_cfg),
-        top_encoder=MLPEncoder(2 * cfg.latent_dim, top_hidden, act),
-        top_decoder=MLPEncoder(2 * d1, tuple(reversed(top_hidden)), act),
+        top_encoder=MLPEncoder(2 * cfg.latent_dim, top_hidden, act, dtype),
+        top_decoder=MLPEncoder(2 * d1, tuple(reversed(top_hidden)), act, dtype),
         bottom_latent_dim=d1,
     )
 
 
 def _vqvae(cfg, loss_cfg, data_shape) -> nn.Module:
     vq = cfg.vq
-    quantizer = build_quantizer(vq)
+    quantizer = build_quantizer(vq, compute_dtype(cfg))
     width = encoder_width(vq)
     spatial = cfg.encoder == "conv"
     if spatial:

@@ -5,6 +5,11 @@ named output. `recon` is what the likelihood reads: logits for a Bernoulli
 likelihood, the mean for a Gaussian one. `log_scale` is the Gaussian
 likelihood's log standard deviation: a learned scalar parameter when
 `learn_scale` is set, otherwise the constant `fixed_log_scale`.
+
+Mixed precision (`model.dtype`): the encoder and decoder compute in their own dtype; what
+they return is cast to float32 here, at the model's boundary (`float32`), so the posterior,
+the decoder's output, the quantizer's matching and every density, loss and metric built from
+them are float32 whatever the networks computed in.
 """
 
 from collections.abc import Sequence
@@ -18,6 +23,11 @@ from vae_jax.models.quantize.vq import VQOutput
 from vae_jax.objectives import decoded_log_likelihood, log_normal_diag, log_standard_normal, vamp_log_prior
 
 PRIORS = ("standard", "vamp")
+
+
+def float32(x: jax.Array) -> jax.Array:
+    """A network's output in float32, the dtype of everything downstream of the networks."""
+    return x.astype(jnp.float32)
 
 
 class AEOutput(NamedTuple):
@@ -81,10 +91,10 @@ class Autoencoder(nn.Module):
         self.likelihood = _Likelihood(self.learn_scale, self.fixed_log_scale)
 
     def encode(self, x: jax.Array) -> jax.Array:
-        return self.encoder(x)
+        return float32(self.encoder(x))
 
     def decode(self, z: jax.Array) -> jax.Array:
-        return self.decoder(z)
+        return float32(self.decoder(z))
 
     def __call__(self, x: jax.Array, train: bool = False) -> AEOutput:
         z = self.encode(x)
@@ -118,11 +128,11 @@ class VAE(nn.Module):
 
     def encode(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(mean, logvar), each [B, latent_dim]."""
-        h = self.encoder(x)
+        h = float32(self.encoder(x))
         return h[..., : self.latent_dim], h[..., self.latent_dim :]
 
     def decode(self, z: jax.Array) -> jax.Array:
-        return self.decoder(z)
+        return float32(self.decoder(z))
 
     @property
     def analytic_kl(self) -> bool:
@@ -177,13 +187,13 @@ class VQVAE(nn.Module):
         self.likelihood = _Likelihood(self.learn_scale, self.fixed_log_scale)
 
     def encode(self, x: jax.Array) -> jax.Array:
-        z_e = self.encoder(x)
+        z_e = float32(self.encoder(x))
         if self.latent_shape:
             z_e = z_e.reshape(z_e.shape[0], *self.latent_shape)
         return z_e
 
     def decode(self, z_q: jax.Array) -> jax.Array:
-        return self.decoder(z_q)
+        return float32(self.decoder(z_q))
 
     def decode_indices(self, indices: jax.Array) -> jax.Array:
         """Decode a grid of code indices [B, ...] ([B, ..., N] for N residual levels), e.g. prior samples."""

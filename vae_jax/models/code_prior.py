@@ -8,12 +8,16 @@ grid, `codebook_size` = prod(levels) values). Residual VQ gives N indices per po
 [B, h, w, N]; `levels_to_grid` interleaves them along the width, [B, h, w * N], so the raster
 order visits position (i, j) level by level, coarse to fine, and the same PixelCNN models
 p(c) = prod_{i,j,n} p(c_ijn | earlier positions, and earlier levels at (i, j)) exactly.
+
+`dtype` (the prior config's `model.dtype`) is the layers' computation dtype; parameters stay
+float32 and the logits are returned in float32, so the cross-entropy is a float32 sum.
 """
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax.typing import Dtype
 
 
 def causal_mask(kernel: int, include_centre: bool) -> np.ndarray:
@@ -31,6 +35,7 @@ class MaskedConv(nn.Module):
     features: int
     kernel: int
     include_centre: bool
+    dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -39,6 +44,7 @@ class MaskedConv(nn.Module):
         )
         b = self.param("bias", nn.initializers.zeros, (self.features,))
         k = k * jnp.asarray(causal_mask(self.kernel, self.include_centre))[:, :, None, None]
+        x, k, b = nn.dtypes.promote_dtype(x, k, b, dtype=self.dtype)
         y = jax.lax.conv_general_dilated(x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
         return y + b
 
@@ -49,14 +55,16 @@ class PixelCNNPrior(nn.Module):
     num_codes: int
     features: int = 128
     layers: int = 5
+    dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, codes: jax.Array) -> jax.Array:
-        h = nn.Embed(self.num_codes, self.features)(codes)
-        h = nn.relu(MaskedConv(self.features, 5, include_centre=False)(h))
+        h = nn.Embed(self.num_codes, self.features, dtype=self.dtype)(codes)
+        h = nn.relu(MaskedConv(self.features, 5, include_centre=False, dtype=self.dtype)(h))
         for _ in range(self.layers):
-            h = h + nn.relu(MaskedConv(self.features, 3, include_centre=True)(h))
-        return nn.Conv(self.num_codes, (1, 1))(nn.relu(h))
+            h = h + nn.relu(MaskedConv(self.features, 3, include_centre=True, dtype=self.dtype)(h))
+        logits = nn.Conv(self.num_codes, (1, 1), dtype=self.dtype)(nn.relu(h))
+        return logits.astype(jnp.float32)
 
 
 def levels_to_grid(codes: np.ndarray) -> np.ndarray:

@@ -6,14 +6,18 @@ Table 1); with `channels=(32, 64)` they fit 28x28 images (28 -> 14 -> 7).
 `spatial=True` keeps the latent as a grid [B, h, w, D] (VQ-VAE) instead of a vector.
 With 4x4 kernels, `impl` (`model.conv_impl`) picks the form the stride-2 layers
 and the spatial latent's 1x1 and 3x3 layers are computed in (`vae_jax.ops`); the
-function and the parameters are the same in every form.
+function and the parameters are the same in every form. `dtype` (`model.dtype`) is the
+computation's dtype, flax's convention: parameters stay float32, every layer computes
+in `dtype` and so does the output.
 """
 
 from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
+from flax.typing import Dtype
 
 from vae_jax.errors import ConfigError
 from vae_jax.models.layers import ConvSame, StridedConv, StridedConvTranspose
@@ -38,6 +42,7 @@ class ConvEncoder(nn.Module):
     dense: int = 256
     spatial: bool = False
     impl: str = "auto"
+    dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -47,17 +52,18 @@ class ConvEncoder(nn.Module):
         for i, c in enumerate(self.channels):
             name = f"Conv_{i}"  # the same parameter tree for every impl
             if self.kernel == 4:
-                h = StridedConv(c, self.impl, name=name)(h)
+                h = StridedConv(c, self.impl, self.dtype, name=name)(h)
             else:
-                h = nn.Conv(c, (self.kernel, self.kernel), strides=2, padding="SAME", name=name)(h)
+                k = (self.kernel, self.kernel)
+                h = nn.Conv(c, k, strides=2, padding="SAME", dtype=self.dtype, name=name)(h)
             h = nn.relu(h)
         if self.spatial:
             name = f"Conv_{len(self.channels)}"
-            return ConvSame(self.out_dim, (1, 1), self.impl, name=name)(h)  # [B, h, w, D]
+            return ConvSame(self.out_dim, (1, 1), self.impl, self.dtype, name=name)(h)  # [B, h, w, D]
         h = h.reshape(h.shape[0], -1)
         if self.dense:
-            h = nn.relu(nn.Dense(self.dense)(h))
-        return nn.Dense(self.out_dim)(h)
+            h = nn.relu(nn.Dense(self.dense, dtype=self.dtype)(h))
+        return nn.Dense(self.out_dim, dtype=self.dtype)(h)
 
 
 class ConvDecoder(nn.Module):
@@ -69,6 +75,7 @@ class ConvDecoder(nn.Module):
     dense: int = 256
     spatial: bool = False
     impl: str = "auto"
+    dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, z: jax.Array) -> jax.Array:
@@ -76,21 +83,21 @@ class ConvDecoder(nn.Module):
         n = len(self.channels)
         h0, w0 = _downsampled_size(height, n), _downsampled_size(width, n)
         if self.spatial:  # z: [B, h0, w0, D]
-            h = nn.relu(ConvSame(self.channels[-1], (3, 3), self.impl, name="Conv_0")(z))
+            h = nn.relu(ConvSame(self.channels[-1], (3, 3), self.impl, self.dtype, name="Conv_0")(z))
         else:  # z: [B, d]
             h = z
             if self.dense:
-                h = nn.relu(nn.Dense(self.dense)(h))
-            h = nn.relu(nn.Dense(h0 * w0 * self.channels[-1])(h))
+                h = nn.relu(nn.Dense(self.dense, dtype=self.dtype)(h))
+            h = nn.relu(nn.Dense(h0 * w0 * self.channels[-1], dtype=self.dtype)(h))
             h = h.reshape(z.shape[0], h0, w0, self.channels[-1])
         deconv_channels = [*reversed(self.channels[:-1]), out_channels]
         for i, c in enumerate(deconv_channels):
             name = f"ConvTranspose_{i}"  # the same parameter tree for every impl
             if self.kernel == 4:
-                h = StridedConvTranspose(c, self.impl, name=name)(h)
+                h = StridedConvTranspose(c, self.impl, self.dtype, name=name)(h)
             else:
                 k = (self.kernel, self.kernel)
-                h = nn.ConvTranspose(c, k, strides=(2, 2), padding="SAME", name=name)(h)
+                h = nn.ConvTranspose(c, k, strides=(2, 2), padding="SAME", dtype=self.dtype, name=name)(h)
             if i < len(deconv_channels) - 1:
                 h = nn.relu(h)
         return h

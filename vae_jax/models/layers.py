@@ -2,13 +2,24 @@
 
 Each keeps the parameters of the flax layer it stands for (`kernel` [kh, kw, Cin, Cout],
 `bias` [Cout]), so checkpoints and parameter counts do not depend on the form;
-`vae_jax.ops.convolution` supplies the computation.
+`vae_jax.ops.convolution` supplies the computation. As in flax's own layers, `dtype` is
+the computation's dtype: parameters are stored in float32 and cast to it with the input.
+The oneDNN kernels compute in float32 only, so a layer in another dtype never runs them:
+'auto' takes the matrix-product form on the CPU there (`vae_jax.ops.convolution`).
 """
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
+from flax.typing import Dtype
 
 from vae_jax import ops
+
+
+def _apply(kind: str, impl: str, x: jax.Array, kernel: jax.Array, bias: jax.Array, dtype: Dtype):
+    """bias + the layer `kind` in form `impl`, computed in `dtype`."""
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=dtype)
+    return ops.convolution(kind, impl)(x, kernel) + bias
 
 
 class _Stride2(nn.Module):
@@ -16,13 +27,14 @@ class _Stride2(nn.Module):
 
     features: int
     impl: str = "auto"
+    dtype: Dtype = jnp.float32
     kind = "conv_4x4_s2"  # the `vae_jax.ops` layer kind (a class attribute, not a field)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (4, 4, x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
-        return ops.convolution(self.kind, self.impl)(x, kernel) + bias
+        return _apply(self.kind, self.impl, x, kernel, bias, self.dtype)
 
 
 class StridedConv(_Stride2):
@@ -41,10 +53,11 @@ class ConvSame(nn.Module):
     features: int
     kernel_size: tuple[int, int] = (3, 3)
     impl: str = "auto"
+    dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:  # [B, H, W, C] -> [B, H, W, features]
         shape = (*self.kernel_size, x.shape[-1], self.features)
         kernel = self.param("kernel", nn.initializers.lecun_normal(), shape)
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
-        return ops.convolution("conv_same", self.impl)(x, kernel) + bias
+        return _apply("conv_same", self.impl, x, kernel, bias, self.dtype)

@@ -8,14 +8,15 @@ each arrow is an MLP of two deterministic tanh layers: 100 units around the 100-
 The class is a VAE whose `latent_dim` is the top layer z2: `encode` maps x to q(z2 | mean of
 q(z1 | x)) and `decode` maps z2 through the mean of p(z1 | z2) to the data, so pictures,
 traversals and active units read the top layer. Training and L_k use the full stochastic
-path through `__call__` (one sample, KL estimated by sampling) and `log_weights`.
+path through `__call__` (one sample, KL estimated by sampling) and `log_weights`. Every
+network's output is cast to float32 (`float32`), so the layers' densities are float32.
 """
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vae_jax.models.autoencoders import VAE, ImportanceTerms, VAEOutput
+from vae_jax.models.autoencoders import VAE, ImportanceTerms, VAEOutput, float32
 from vae_jax.objectives import decoded_log_likelihood, log_normal_diag
 
 
@@ -44,13 +45,17 @@ class TwoLayerVAE(VAE):
         return False
 
     def _q_z1(self, x: jax.Array):
-        return _split(self.encoder(x), self.bottom_latent_dim)
+        return _split(float32(self.encoder(x)), self.bottom_latent_dim)
 
     def _q_z2(self, z1: jax.Array):
-        return _split(self.top_encoder(z1), self.latent_dim)
+        return _split(float32(self.top_encoder(z1)), self.latent_dim)
 
     def _p_z1(self, z2: jax.Array):
-        return _split(self.top_decoder(z2), self.bottom_latent_dim)
+        return _split(float32(self.top_decoder(z2)), self.bottom_latent_dim)
+
+    def _p_x(self, z1: jax.Array) -> jax.Array:
+        """The decoder's output (logits or mean) for z1 [B, bottom_latent_dim]."""
+        return float32(self.decoder(z1))
 
     def encode(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(mean, logvar) of q(z2 | z1 = mean of q(z1 | x)), each [B, latent_dim]."""
@@ -58,7 +63,7 @@ class TwoLayerVAE(VAE):
 
     def decode(self, z: jax.Array) -> jax.Array:
         """Decoder output for z2 [B, latent_dim] through the mean of p(z1 | z2)."""
-        return self.decoder(self._p_z1(z)[0])
+        return self._p_x(self._p_z1(z)[0])
 
     def _sample_path(self, x: jax.Array, num_samples: int):
         """z1, z2 [S, B, d] and log q(z1, z2 | x), log p(z1, z2) [S, B]."""
@@ -74,11 +79,11 @@ class TwoLayerVAE(VAE):
 
     def __call__(self, x: jax.Array, train: bool = False) -> VAEOutput:
         z1, z2, (m2, lv2), log_q, log_p = self._sample_path(x, 1)
-        recon = self.decoder(z1[0])
+        recon = self._p_x(z1[0])
         return VAEOutput(recon, m2[0], lv2[0], z2[0], self.likelihood(), (log_q - log_p)[0])
 
     def log_weights(self, x: jax.Array, num_samples: int, likelihood: str) -> ImportanceTerms:
         """log w_s = log p(x | z1) + log p(z1 | z2) + log p(z2) - log q(z1 | x) - log q(z2 | z1), [S, B]."""
         z1, _, _, log_q, log_p = self._sample_path(x, num_samples)
-        log_px = decoded_log_likelihood(self.decoder, z1, x, likelihood, self.likelihood())
+        log_px = decoded_log_likelihood(self._p_x, z1, x, likelihood, self.likelihood())
         return ImportanceTerms(log_px, log_p, log_q)

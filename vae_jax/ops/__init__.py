@@ -89,10 +89,12 @@ def _xla(kind: str) -> Callable:
 
 
 def _checked_onednn(kind: str, required: bool) -> Callable:
-    """The oneDNN form, self-checked for each new shape; the matrix-product form if the check fails."""
+    """The oneDNN form, self-checked for each new shape; the matrix-product form if the check fails
+    and for inputs in another dtype than float32 (the kernels' only one, e.g. bfloat16 layers)."""
 
     def apply(x: jax.Array, kernel: jax.Array) -> jax.Array:
-        if onednn.verified(kind, x.shape[1:], kernel.shape, required=required):
+        in_float32 = x.dtype == jax.numpy.float32
+        if in_float32 and onednn.verified(kind, x.shape[1:], kernel.shape, required=required):
             return onednn.FORMS[kind](x, kernel)
         return getattr(matmul, kind)(x, kernel)
 

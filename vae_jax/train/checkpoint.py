@@ -9,6 +9,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy
 
 from vae_jax.errors import UserError
+from vae_jax.train import multihost
 
 
 class UnreadableCheckpointsError(UserError, ValueError):
@@ -24,10 +25,13 @@ def make_manager(workdir: str | Path, keep: int = 3, async_save: bool = True) ->
 
     Orbax writes each step into a temporary directory and renames it when
     complete, so a crash mid-save leaves no checkpoint that looks finished.
+    Across processes it saves synchronously: Orbax asks JAX's preemption sync point
+    with the step it saves, and from its background thread that would report an
+    earlier step than the loop's (`multihost.StopSignal`).
     """
     options = ocp.CheckpointManagerOptions(
         preservation_policy=preservation_policy.LatestN(keep),
-        enable_async_checkpointing=async_save,
+        enable_async_checkpointing=async_save and jax.process_count() == 1,
         cleanup_tmp_directories=True,
     )
     return ocp.CheckpointManager(Path(workdir).absolute() / "checkpoints", options=options)
@@ -35,7 +39,7 @@ def make_manager(workdir: str | Path, keep: int = 3, async_save: bool = True) ->
 
 def state_step(state) -> int:
     """The step of a state; for a sweep's stacked states the furthest member's step."""
-    return int(np.max(jax.device_get(state.step)))
+    return int(np.max(multihost.to_host(state.step)))
 
 
 def save(manager: ocp.CheckpointManager, state, force: bool = False) -> None:

@@ -5,14 +5,14 @@ device mesh, checkpoint manager). `train_loop` drives any pure step
 `(state, batch) -> (state, metrics)` over a stream of batches: the progress line (steps/s
 and ETA), periodic train records, sums of chosen metrics over each epoch
 (`Hooks.epoch_sums`), checkpoints, the evaluation hook, SIGINT/SIGTERM (save, then exit
-with 128 + signal) and the non-finite check. The single run, each program of a
+with 128 + signal; across processes all of them at one step, `multihost.StopSignal`) and the
+non-finite check. The single run, each program of a
 sweep and the VQ prior all train through it; none of them imports another.
 """
 
 import dataclasses
 import datetime
 import logging
-import signal
 import time
 from collections.abc import Callable, Iterator
 
@@ -25,7 +25,7 @@ import orbax.checkpoint as ocp
 from vae_jax import data as data_lib
 from vae_jax.errors import UserError
 from vae_jax.models import build_model
-from vae_jax.train import checkpoint, sharding
+from vae_jax.train import checkpoint, multihost, sharding
 from vae_jax.train.state import create_train_state
 from vae_jax.train.workdir import Workdir
 
@@ -61,9 +61,9 @@ class Run:
 
 def build_run(config, writer: Workdir, checkpoint_dir=None, num_sweep: int = 1) -> Run:
     """Loads the data and builds the model and mesh of config; checkpoints under checkpoint_dir."""
-    dataset = data_lib.load_dataset(config)
-    model = build_model(config, dataset.data_shape)
     mesh = sharding.make_mesh(num_sweep=num_sweep)
+    dataset = data_lib.load_dataset(config, rows=sharding.process_rows(mesh))
+    model = build_model(config, dataset.data_shape)
     sharding.check_batch_divides(config.train.batch_size, mesh)
     manager = None
     if checkpoint_dir is not None:
@@ -116,30 +116,6 @@ class Hooks:
     diverged: set[int] = dataclasses.field(default_factory=set)
 
 
-class _StopRequested:
-    """Turns SIGINT/SIGTERM into a flag so the loop can save and exit cleanly."""
-
-    def __init__(self):
-        self.signum = None
-        self._previous = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread
-                pass
-        return self
-
-    def _handle(self, signum, frame):
-        del frame
-        self.signum = signum
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
 def check_finite(state, metrics: dict, step: int, hooks: Hooks) -> None:
     """Raises NonFiniteError for a single run's non-finite step; records a sweep's frozen members."""
     finite = np.asarray(metrics["finite"])
@@ -147,13 +123,13 @@ def check_finite(state, metrics: dict, step: int, hooks: Hooks) -> None:
         if finite >= 1:
             return
         bad = [k for k, v in metrics.items() if np.ndim(v) == 0 and not np.isfinite(v)]
-        good_step = int(jax.device_get(state.step))
+        good_step = int(multihost.to_host(state.step))
         raise NonFiniteError(
             f"non-finite {', '.join(bad) or 'values'} at step {good_step + 1} (checked at step {step}); "
             f"parameters are kept from step {good_step}, the last good checkpoint is untouched. "
             "Lower optim.learning_rate or set optim.grad_clip."
         )
-    steps = np.asarray(jax.device_get(state.step))
+    steps = multihost.to_host(state.step)
     for j in np.flatnonzero(finite < 1):
         if j not in hooks.diverged:
             hooks.diverged.add(int(j))
@@ -229,18 +205,18 @@ def train_loop(run: Run, state, step_fn: Callable, batches: Callable[[int], Iter
     progress = _Progress(start, cfg.num_steps, cfg.log_every)
     epochs = _EpochSums(hooks.epoch_sums, run.steps_per_epoch, start)
     try:
-        with _StopRequested() as stop:
+        with multihost.StopSignal() as stop:
             for step in range(start + 1, cfg.num_steps + 1):
                 state, metrics = step_fn(state, next(stream))
                 metrics, epoch_end = epochs.add(step, metrics)
                 last = step == cfg.num_steps
-                if step % cfg.log_every == 0 or last or stop.signum or epoch_end:
-                    host = jax.device_get(metrics)
+                if step % cfg.log_every == 0 or last or stop.requested(step) or epoch_end:
+                    host = multihost.to_host(metrics)
                     check_finite(state, host, step, hooks)
                     hooks.log(step, host)
                 progress(step)
-                if stop.signum:
-                    _save_and_exit(run, state, stop.signum, step)
+                if stop.requested(step):
+                    _save_and_exit(run, state, stop.requested(step), step)
                 if run.manager is not None and step % cfg.checkpoint_every == 0 and not last:
                     checkpoint.save(run.manager, state)
                 if hooks.evaluate is not None and step % run.config.eval.every == 0 and not last:

@@ -75,7 +75,8 @@ def evaluate(run: Run, state, eval_step, final: bool = False) -> dict:
     codes, dim_labels = per_example.get("latent"), None
     if dataset.ground_truth is not None:
         names = list(config.eval.disentanglement) if final else []
-        scores, dim_labels = evaluate_ground_truth(inference, dataset, names, config.seed, codes=codes)
+        seed = _metric_seed(config)
+        scores, dim_labels = evaluate_ground_truth(inference, dataset, names, seed, codes=codes)
         summary.update(scores)
     labels = dataset.eval_labels[:2000] if dataset.eval_labels is not None else None
     if run.writer.enabled:  # process 0 of a multi-process run
@@ -89,6 +90,11 @@ def evaluate(run: Run, state, eval_step, final: bool = False) -> dict:
         codebook.write_usage_histogram(per_example["indices"], num_codes, run.writer.images_dir, step)
     run.writer.log(step, "eval", summary)
     return summary
+
+
+def _metric_seed(config) -> int:
+    """config.eval.metric_seed; config.seed for configs written before the field existed."""
+    return int(config.eval.get("metric_seed", config.seed))
 
 
 def _likelihood_bound(run: Run, inference: Inference, per_example: dict, rng, summary: dict):

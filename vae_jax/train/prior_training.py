@@ -19,6 +19,7 @@ from vae_jax import data as data_lib
 from vae_jax.data import pipeline
 from vae_jax.errors import ConfigError
 from vae_jax.evaluate.pictures import to_image
+from vae_jax.models import compute_dtype
 from vae_jax.models.code_prior import PixelCNNPrior, grid_to_levels, levels_to_grid, sample_codes
 from vae_jax.train import checkpoint, engine, sharding
 from vae_jax.train.restore import load_run
@@ -83,7 +84,7 @@ def _train_and_sample(config: ml_collections.ConfigDict, writer: Workdir) -> dic
             "a 2-D code grid (a conv VQ-VAE)"
         )
     num_codes = vqvae.model.quantizer.codebook_size
-    prior = PixelCNNPrior(num_codes, config.prior.features, config.prior.layers)
+    prior = PixelCNNPrior(num_codes, config.prior.features, config.prior.layers, compute_dtype(config.model))
     state, nll = _fit(config, prior, train_codes, writer)
     eval_nll = float(np.mean([float(nll(state.params, jnp.asarray(test_codes[i : i + 500])))
                               for i in range(0, len(test_codes), 500)]))  # fmt: skip

@@ -7,6 +7,10 @@ are a union, their members one after another (`loss.beta=1,4 + loss.c_max=5,25`:
 Numeric hyperparameters (SWEEPABLE) enter the train step as arrays, so members
 that differ only in them form one program; any other difference (latent size,
 architecture, dataset) makes separate programs.
+
+A member slice `config.sweep.slice = 'I/N'` (`--sweep_slice=I/N`) trains members I, I+N,
+I+2N, ... in the spec's order, for processes that train apart (a job array, one process per
+GPU); each program keeps its members of the slice, so every slice runs the same programs.
 """
 
 import itertools
@@ -16,22 +20,11 @@ from typing import Any
 
 import ml_collections
 
+from vae_jax.config_text import lookup, parse_value
 from vae_jax.errors import ConfigError
 from vae_jax.train.losses import LOSS_HPARAMS
 
 SWEEPABLE = ("seed", "optim.learning_rate", *(f"loss.{k}" for k in LOSS_HPARAMS))
-
-
-def _parse_value(text: str) -> Any:
-    text = text.strip()
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
 
 
 def parse_sweep(spec: str, config: ml_collections.ConfigDict) -> list[dict[str, Any]]:
@@ -50,25 +43,18 @@ def parse_sweep(spec: str, config: ml_collections.ConfigDict) -> list[dict[str, 
                     "(join terms with '*' for a product or '|' to zip them)"
                 )
             try:
-                _get(config, key)
-            except (KeyError, AttributeError):
+                lookup(config, key)
+            except KeyError:
                 raise ConfigError(
                     f"config.sweep.spec={spec!r} is invalid: config has no field {key!r}"
                 ) from None
-            columns[key] = [_parse_value(v) for v in values.split(",")]
+            columns[key] = [parse_value(v) for v in values.split(",")]
         if len({len(v) for v in columns.values()}) != 1:
             raise ConfigError(f"config.sweep.spec={spec!r} is invalid: zipped ('|') terms need equal lengths")
         factors.append(
             [dict(zip(columns, combo, strict=True)) for combo in zip(*columns.values(), strict=True)]
         )
     return [{k: v for part in combo for k, v in part.items()} for combo in itertools.product(*factors)]
-
-
-def _get(config, key: str):
-    node = config
-    for part in key.split("."):
-        node = node[part]
-    return node
 
 
 def member_config(config: ml_collections.ConfigDict, assignment: dict) -> ml_collections.ConfigDict:
@@ -97,3 +83,40 @@ def programs(assignments: list[dict]) -> list[list[int]]:
         )
         groups.setdefault(structural, []).append(i)
     return list(groups.values())
+
+
+def parse_slice(text: str) -> tuple[int, int] | None:
+    """(I, N) of a member slice 'I/N' (`config.sweep.slice`, `--sweep_slice`); None for ''.
+    ConfigError unless I and N are integers with 0 <= I < N."""
+    if not text:
+        return None
+    index, sep, count = text.partition("/")
+    try:
+        index, count = int(index), int(count)
+    except ValueError:
+        index = count = -1
+    if not sep or not 0 <= index < count:
+        raise ConfigError(
+            f"sweep slice {text!r} (--sweep_slice, config.sweep.slice) is invalid: write I/N with "
+            "integers 0 <= I < N, e.g. 0/4 for the first of 4 slices"
+        )
+    return index, count
+
+
+def slice_members(config: ml_collections.ConfigDict, num_members: int) -> list[int]:
+    """The members (indices into the spec's members) that config's slice trains: members I, I+N,
+    I+2N, ... of slice 'I/N'; all of them without a slice. ConfigError for a slice that would be
+    empty or a slice of no sweep."""
+    text = config.sweep.get("slice", "")
+    parsed = parse_slice(text)
+    if parsed is None:
+        return list(range(num_members))
+    if not config.sweep.spec:
+        raise ConfigError(f"sweep slice {text!r} needs a sweep: set config.sweep.spec (or a :sweep preset)")
+    index, count = parsed
+    if index >= num_members:
+        raise ConfigError(
+            f"sweep slice {text!r} would be empty: the sweep has {num_members} members, so at most "
+            f"{num_members} slices (slice {index} of {count} has none)"
+        )
+    return list(range(index, num_members, count))

@@ -20,13 +20,16 @@ from vae_jax.train.steps import make_train_step
 
 
 def sweep_axis(num_members: int) -> int:
-    """The largest device count that divides both the members and the devices; 1 in a multi-process
-    run, where every process holds all members and the devices split the batch (members split
-    across processes would need gathers for each log line and evaluation)."""
-    if jax.process_count() > 1:
-        return 1
+    """The largest device count that divides both the members and the devices; across processes
+    also one that keeps each member's devices within one process or over whole processes
+    (`sharding.processes_aligned`), so that each process feeds whole rows of its members' batch."""
+    n, local = jax.device_count(), jax.local_device_count()
     return max(
-        d for d in range(1, jax.device_count() + 1) if jax.device_count() % d == 0 and num_members % d == 0
+        d
+        for d in range(1, n + 1)
+        if n % d == 0
+        and num_members % d == 0
+        and (jax.process_count() == 1 or sharding.processes_aligned(d, n, local))
     )
 
 

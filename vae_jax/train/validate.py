@@ -10,13 +10,16 @@ from pathlib import Path
 import jax
 import ml_collections
 
+from vae_jax.config_text import lookup
 from vae_jax.errors import ConfigError
 from vae_jax.train.sweep_spec import member_config, parse_sweep
 
-# Fields that may change between a run and its resumption: how long, how often to log / evaluate.
+# Fields that may change between a run and its resumption: how long, how often to log / evaluate,
+# and how the same parameters are computed with (the conv form; the dtype: checkpoints are float32
+# in every dtype, and configs written before model.dtype existed resume as float32).
 RESUMABLE_CHANGES = (
     "name", "train.num_steps", "train.log_every", "train.checkpoint_every",
-    "train.keep_checkpoints", "eval.", "model.conv_impl",
+    "train.keep_checkpoints", "eval.", "model.conv_impl", "model.dtype",
 )  # fmt: skip
 
 
@@ -26,9 +29,7 @@ def _check(ok: bool, field: str, value, allowed: str) -> None:
 
 
 def _one_of(config, field: str, allowed) -> None:
-    value = config
-    for part in field.split("."):
-        value = value[part]
+    value = lookup(config, field)
     _check(value in allowed, field, value, f"must be one of {list(allowed)}")
 
 
@@ -92,13 +93,19 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 
 
 def _validate_model(config: ml_collections.ConfigDict) -> None:
-    from vae_jax.models import MODELS, NETWORKS
+    from vae_jax.models import DTYPES, MODELS, NETWORKS
     from vae_jax.ops import IMPLS
 
     _one_of(config, "model.name", sorted([*MODELS, "ppca", "vq_prior"]))
     _one_of(config, "model.encoder", NETWORKS)
     _one_of(config, "model.decoder", ("", *NETWORKS))
     _one_of(config, "model.conv_impl", IMPLS)
+    _one_of(config, "model.dtype", DTYPES)
+    _check(
+        config.model.dtype == "float32" or config.model.conv_impl != "onednn", "model.conv_impl", "onednn",
+        f"the oneDNN kernels compute in float32 only; with model.dtype={config.model.dtype!r} use "
+        "'matmul' (or 'auto', which takes it on the CPU)",
+    )  # fmt: skip
     _check(config.model.latent_dim > 0, "model.latent_dim", config.model.latent_dim, "must be > 0")
     vq = config.model.vq
     _check(vq.num_codes > 0, "model.vq.num_codes", vq.num_codes, "must be > 0")
@@ -164,6 +171,8 @@ def _validate_eval(config: ml_collections.ConfigDict) -> None:
     )  # fmt: skip
     _one_of(config, "eval.split", ("test", "validation"))
     _check(config.eval.iwae_k >= 0, "eval.iwae_k", config.eval.iwae_k, "must be >= 0 (0 = off)")
+    seed = config.eval.get("metric_seed", 0)
+    _check(isinstance(seed, int) and seed >= 0, "eval.metric_seed", seed, "must be an integer >= 0")
     for metric in config.eval.disentanglement:
         _check(metric in METRICS, "eval.disentanglement", metric, f"each must be one of {sorted(METRICS)}")
 

@@ -6,7 +6,7 @@ the old one). Metrics go to metrics.jsonl (one `{step, split, **metrics}` object
 and to a TensorBoard event file (writers.py, neither through TensorFlow). Every line of
 metrics.jsonl is written with a single `write` of a complete line and flushed, and
 `read_metrics` skips a torn final line, so a crash never leaves a file that stops a reader.
-Only process 0 writes.
+Only process 0 writes, except a sweep member's own directory (`Workdir.member`).
 """
 
 import json
@@ -45,6 +45,16 @@ def atomic_write(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+class _NoRecords:
+    """The records of a member on a process that does not write metrics.jsonl (not process 0)."""
+
+    def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
+        del step, scalars
+
+    def close(self) -> None:
+        pass
+
+
 class Workdir:
     """What a run writes into its workdir; on processes other than 0 every write is a no-op.
 
@@ -53,15 +63,23 @@ class Workdir:
       tensorboard: also write TensorBoard events into path.
       jsonl: the metrics.jsonl writer to use (a sweep member shares the sweep's);
         default: path/metrics.jsonl.
+      enabled: whether this process writes path's files (default: process 0's only); records
+        go to jsonl wherever it is given.
     """
 
-    def __init__(self, path: str | Path, tensorboard: bool = True, jsonl: JsonlWriter | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        tensorboard: bool = True,
+        jsonl: JsonlWriter | None = None,
+        enabled: bool | None = None,
+    ):
         self.path = check_workdir(path)
-        self.enabled = jax.process_index() == 0
+        self.enabled = jax.process_index() == 0 if enabled is None else enabled
         self._jsonl, self._events = jsonl, None
         if self.enabled:
             self.path.mkdir(parents=True, exist_ok=True)
-            self._jsonl = jsonl or JsonlWriter(self.path / "metrics.jsonl")
+            self._jsonl = jsonl if jsonl is not None else JsonlWriter(self.path / "metrics.jsonl")
             self._events = EventWriter(self.path) if tensorboard else None
 
     @property
@@ -69,19 +87,22 @@ class Workdir:
         """images/, where the PNG grids and plots go."""
         return self.path / "images"
 
-    def member(self, path: str | Path, **fields: Any) -> "Workdir":
-        """A writer for a sweep member: its own TensorBoard run in path, and records
+    def member(self, path: str | Path, owner: bool | None = None, **fields: Any) -> "Workdir":
+        """A writer for a sweep member: its own TensorBoard run and pictures in path, and records
         in this workdir's metrics.jsonl carrying `fields`.
 
         Args:
           path: the member's directory.
+          owner: whether this process writes path's files: the process that holds the member
+            (in a multi-process sweep, `sharding.member_owners`; default: process 0). Its records go to
+            metrics.jsonl from process 0 alone, whichever process owns it.
           **fields: keys added to each of its metrics.jsonl records.
 
         Returns:
           The member's Workdir (close it before this one).
         """
-        jsonl = self._jsonl.with_fields(**fields) if self.enabled else None
-        return Workdir(path, tensorboard=True, jsonl=jsonl)
+        jsonl = self._jsonl.with_fields(**fields) if self._jsonl is not None else _NoRecords()
+        return Workdir(path, tensorboard=True, jsonl=jsonl, enabled=owner)
 
     def write_config(self, config: ml_collections.ConfigDict) -> None:
         """config.json: the resolved config."""
@@ -108,15 +129,17 @@ class Workdir:
           split: 'train' or 'eval'.
           metrics: name -> value; non-scalars are left out, non-finite values become null.
         """
-        if self.enabled:
-            scalars = {
-                f"{split}/{k}": float(np.asarray(v))
-                for k, v in metrics.items()
-                if np.ndim(v) == 0 and k not in ("step", "split")  # the record's own keys
-            }
+        if self._jsonl is None and self._events is None:
+            return
+        scalars = {
+            f"{split}/{k}": float(np.asarray(v))
+            for k, v in metrics.items()
+            if np.ndim(v) == 0 and k not in ("step", "split")  # the record's own keys
+        }
+        if self._jsonl is not None:
             self._jsonl.write_scalars(int(step), scalars)
-            if self._events is not None:
-                self._events.write_scalars(int(step), scalars)
+        if self._events is not None:
+            self._events.write_scalars(int(step), scalars)
 
     def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
         """Sends image grids [H, W, C] (already saved as PNG) to TensorBoard."""
@@ -132,10 +155,10 @@ class Workdir:
 
     def close(self) -> None:
         """Flushes and closes the files this writer opened."""
-        if self.enabled:
+        if self._jsonl is not None:
             self._jsonl.close()
-            if self._events is not None:
-                self._events.close()
+        if self._events is not None:
+            self._events.close()
 
 
 def read_run_info(workdir: str | Path) -> dict:

@@ -10,12 +10,15 @@ reads it) and has `lookup(indices)` (codes -> decoder input, for prior samples) 
 
 With `encoder_dim` above the code dimension, linear maps W -> D before and D -> W after the
 quantizer (`ProjectedQuantizer`; "factorized codes" of Yu et al. 2022) let the codes live in
-a low-dimensional space: losses and matching happen there.
+a low-dimensional space: losses and matching happen there. The projections compute in the
+model's `dtype`; their outputs, like every quantizer's, are float32.
 """
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import ml_collections
+from flax.typing import Dtype
 
 from vae_jax.models.quantize.fsq import FSQ, recommended_levels
 from vae_jax.models.quantize.residual import ResidualVQ
@@ -29,21 +32,22 @@ class ProjectedQuantizer(nn.Module):
 
     inner: nn.Module
     width: int
+    dtype: Dtype = jnp.float32
 
     @property
     def codebook_size(self) -> int:
         return self.inner.codebook_size
 
     def setup(self):
-        self.project_in = nn.Dense(self.inner.code_dim)
-        self.project_out = nn.Dense(self.width)
+        self.project_in = nn.Dense(self.inner.code_dim, dtype=self.dtype)
+        self.project_out = nn.Dense(self.width, dtype=self.dtype)
 
     def __call__(self, z: jax.Array, train: bool = False) -> VQOutput:
-        out = self.inner(self.project_in(z), train=train)
-        return out._replace(quantized=self.project_out(out.quantized))
+        out = self.inner(self.project_in(z).astype(jnp.float32), train=train)
+        return out._replace(quantized=self.project_out(out.quantized).astype(jnp.float32))
 
     def lookup(self, indices: jax.Array) -> jax.Array:
-        return self.project_out(self.inner.lookup(indices))
+        return self.project_out(self.inner.lookup(indices)).astype(jnp.float32)
 
 
 def fsq_levels(vq: ml_collections.ConfigDict) -> tuple[int, ...]:
@@ -61,8 +65,8 @@ def encoder_width(vq: ml_collections.ConfigDict) -> int:
     return vq.get("encoder_dim", 0) or code_dim(vq)
 
 
-def build_quantizer(vq: ml_collections.ConfigDict) -> nn.Module:
-    """The quantizer of config.model.vq (validated by vae_jax.train.validate)."""
+def build_quantizer(vq: ml_collections.ConfigDict, dtype: Dtype = jnp.float32) -> nn.Module:
+    """The quantizer of config.model.vq (validated by vae_jax.train.validate); `dtype`: the projections'."""
     kind = vq.get("kind", "vq")
     if kind == "fsq":
         quantizer = FSQ(fsq_levels(vq))
@@ -74,4 +78,4 @@ def build_quantizer(vq: ml_collections.ConfigDict) -> nn.Module:
         )  # fmt: skip
         quantizer = level if kind == "vq" else ResidualVQ(level, vq.num_levels, bool(vq.dropout))
     width = encoder_width(vq)
-    return ProjectedQuantizer(quantizer, width) if width != code_dim(vq) else quantizer
+    return ProjectedQuantizer(quantizer, width, dtype) if width != code_dim(vq) else quantizer

@@ -6,7 +6,8 @@ Each of the d = len(levels) channels is bounded and rounded to one of L_i values
   z_hat_i = round(f(z_i)) / floor(L_i / 2)   with a straight-through gradient for round,
 so codes lie on a fixed grid in [-1, 1]^d of prod(L_i) points: there is no codebook, no
 codebook or commitment loss, and no code can die. A code's index is its mixed-radix number
-sum_i (z_hat_i * floor(L_i/2) + floor(L_i/2)) * prod_{j<i} L_j.
+sum_i (z_hat_i * floor(L_i/2) + floor(L_i/2)) * prod_{j<i} L_j. The bounding and rounding are
+float32 whatever dtype the encoder computed in (`model.dtype`).
 """
 
 import math
@@ -88,7 +89,7 @@ class FSQ(nn.Module):
             raise ValueError(
                 f"FSQ with levels {self.levels} needs {len(self.levels)} channels, got {z.shape[-1]}"
             )
-        codes = quantize(z, self.levels)  # [B, ..., d]
+        codes = quantize(z.astype(jnp.float32), self.levels)  # [B, ..., d]
         indices = codes_to_indices(jax.lax.stop_gradient(codes), self.levels)
         counts = jnp.zeros((self.codebook_size,), jnp.float32).at[indices.ravel()].add(1.0)
         perplexity, usage = usage_statistics(counts)

@@ -21,6 +21,8 @@ Options of the modern quantizers (as in vector-quantize-pytorch):
 
 All statistics (cluster sizes, perplexity, usage, k-means centres) are computed over
 the whole global batch: under `jax.jit` with a sharded batch XLA inserts the reductions.
+Matching, the codebook, its EMA statistics and k-means are float32 whatever dtype the
+encoder computed in (`model.dtype`): the input is cast to float32 first.
 """
 
 from typing import NamedTuple
@@ -129,6 +131,7 @@ class VectorQuantizer(nn.Module):
         if z_e.shape[-1] != self.code_dim:
             raise ValueError(f"encoder output has {z_e.shape[-1]} channels, codebook has {self.code_dim}")
         codebook, ema_vars = self._codebook_variables()
+        z_e = z_e.astype(jnp.float32)  # float32 matching and statistics, whatever the encoder's dtype
         z = l2_normalize(z_e) if self.cosine else z_e
         flat = z.reshape(-1, self.code_dim)  # [N, D]
         flat_sg = jax.lax.stop_gradient(flat)

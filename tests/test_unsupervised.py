@@ -1,99 +1,15 @@
-"""Modularity, explicitness and the unsupervised scores against numpy references and known answers."""
+"""The unsupervised scores against numpy references and closed forms; the posterior codes they read."""
 
 import numpy as np
 import pytest
 import scipy.linalg
 from sklearn.metrics import mutual_info_score
 
-from tests.test_disentanglement import ToyFactors as BinaryFactors
+from tests.helpers import Codes
+from tests.helpers import ToyFactors as BinaryFactors
 from vae_jax.evaluate import codes, information
 from vae_jax.evaluate import disentanglement as dis
-from vae_jax.evaluate import disentanglement_extra as extra
-
-
-class Codes:
-    """A representation given in closed form from the factors; optionally a Gaussian posterior."""
-
-    def __init__(self, mean_fn, variance=None):
-        self.mean_fn, self.variance = mean_fn, variance
-        if variance is not None:
-            self.posterior_of_factors = self._posterior
-
-    def __call__(self, images):
-        raise AssertionError("metrics should read codes from the factors")
-
-    def of_factors(self, factors):
-        return self.mean_fn(np.asarray(factors, np.float64))
-
-    def _posterior(self, factors):
-        mean = self.of_factors(factors)
-        return mean, np.full_like(mean, self.variance)
-
-
-def _modularity_reference(m):
-    """Ridgeway & Zemel 2018 Eq. 2 written out with the template t_i."""
-    out = []
-    for row in np.asarray(m, np.float64):
-        theta = row.max()
-        if theta == 0:
-            out.append(0.0)
-            continue
-        template = np.where(np.arange(len(row)) == row.argmax(), theta, 0.0)
-        out.append(1.0 - np.sum((row - template) ** 2) / (theta**2 * (len(row) - 1)))
-    return np.mean(out)
-
-
-def test_modularity_against_reference_and_known_answers():
-    rng = np.random.default_rng(0)
-    m = rng.uniform(0, 1, size=(7, 5))
-    np.testing.assert_allclose(extra.modularity(m), _modularity_reference(m), rtol=1e-12)
-    one_each = np.zeros((6, 4))
-    one_each[np.arange(6), rng.integers(0, 4, 6)] = rng.uniform(0.5, 2.0, 6)
-    assert extra.modularity(one_each) == pytest.approx(1.0)  # perfectly modular code
-    assert extra.modularity(np.ones((3, 4))) == pytest.approx(0.0)  # every code on every factor
-    assert extra.modularity(np.zeros((3, 4))) == 0.0  # uninformative codes score 0
-    half = np.array([[1.0, 1.0, 0.0]])  # delta = 1 / (2 * 1)
-    assert extra.modularity(half) == pytest.approx(0.5)
-
-
-def _mann_whitney_auc(score, positive):
-    """P(score of a positive > score of a negative), ties counting 1/2, by numpy ranks."""
-    order = np.argsort(score, kind="stable")
-    ranks = np.empty(len(score))
-    ranks[order] = np.arange(1, len(score) + 1)
-    for value in np.unique(score):  # average ranks of ties
-        ranks[score == value] = ranks[score == value].mean()
-    n_pos, n_neg = positive.sum(), (~positive).sum()
-    return (ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-
-
-def test_explicitness_of_one_code_is_the_auc_of_that_code():
-    rng = np.random.default_rng(1)
-    y_train, y_test = rng.integers(0, 2, 600), rng.integers(0, 2, 400)
-    x_train = (y_train + rng.normal(0, 1.2, 600))[:, None]
-    x_test = (y_test + rng.normal(0, 1.2, 400))[:, None]
-    train, test = extra.explicitness_per_factor(x_train, y_train, x_test, y_test)
-    # A logistic regression on one code is monotone in it: its AUC is the code's own AUC.
-    np.testing.assert_allclose(train, _mann_whitney_auc(x_train[:, 0], y_train == 1), rtol=1e-10)
-    np.testing.assert_allclose(test, _mann_whitney_auc(x_test[:, 0], y_test == 1), rtol=1e-10)
-    assert 0.6 < test < 0.8
-
-
-def test_modularity_explicitness_known_representations():
-    data, rng = BinaryFactors(), np.random.default_rng(2)
-    perm = rng.permutation(4)
-    truth = Codes(lambda f: f[:, perm] * 2.0 + 0.05 * rng.normal(size=f.shape))
-    s = extra.modularity_explicitness(data, truth, np.random.default_rng(0), num_train=2000, num_test=1000)
-    assert s["modularity_score"] > 0.99
-    assert s["explicitness_score_train"] == pytest.approx(1.0)
-    assert s["explicitness_score_test"] == pytest.approx(1.0)
-    noise = Codes(lambda f: rng.normal(size=(len(f), 4)))
-    s = extra.modularity_explicitness(data, noise, np.random.default_rng(0), num_train=2000, num_test=1000)
-    assert abs(s["explicitness_score_test"] - 0.5) < 0.05
-    # Code i = f_i + f_{i+1}: equal MI with two factors, none with the rest: delta = 1/3.
-    pairs = Codes(lambda f: f + np.roll(f, -1, axis=1))
-    s = extra.modularity_explicitness(data, pairs, np.random.default_rng(0), num_train=4000, num_test=1000)
-    assert s["modularity_score"] == pytest.approx(2 / 3, abs=0.05)
+from vae_jax.evaluate import unsupervised as unsup
 
 
 def _correlated_cov(rng, d):
@@ -108,19 +24,19 @@ def test_gaussian_total_correlation_closed_forms():
     rng = np.random.default_rng(3)
     cov, corr = _correlated_cov(rng, 5)
     np.testing.assert_allclose(
-        extra.gaussian_total_correlation(cov), -0.5 * np.log(np.linalg.det(corr)), rtol=1e-10
+        unsup.gaussian_total_correlation(cov), -0.5 * np.log(np.linalg.det(corr)), rtol=1e-10
     )
     # KL(N(0, cov) || N(0, diag cov)) written out.
     diag = np.diag(np.diag(cov))
     kl = 0.5 * (np.trace(np.linalg.inv(diag) @ cov) - 5 + np.log(np.linalg.det(diag) / np.linalg.det(cov)))
-    np.testing.assert_allclose(extra.gaussian_total_correlation(cov), kl, rtol=1e-10)
-    assert extra.gaussian_total_correlation(np.diag([0.1, 4.0, 9.0])) == pytest.approx(0.0, abs=1e-12)
+    np.testing.assert_allclose(unsup.gaussian_total_correlation(cov), kl, rtol=1e-10)
+    assert unsup.gaussian_total_correlation(np.diag([0.1, 4.0, 9.0])) == pytest.approx(0.0, abs=1e-12)
     # On samples: an independent code ~ 0, a correlated one near the closed form.
     independent = rng.normal(size=(20_000, 5)) * rng.uniform(0.5, 3.0, 5)
-    assert abs(extra.unsupervised_scores(independent)["gaussian_total_correlation"]) < 5e-3
+    assert abs(unsup.unsupervised_scores(independent)["gaussian_total_correlation"]) < 5e-3
     z = rng.multivariate_normal(np.zeros(5), cov, size=20_000)
     np.testing.assert_allclose(
-        extra.unsupervised_scores(z)["gaussian_total_correlation"],
+        unsup.unsupervised_scores(z)["gaussian_total_correlation"],
         -0.5 * np.log(np.linalg.det(corr)),
         rtol=0.05,
     )
@@ -130,13 +46,13 @@ def test_gaussian_wasserstein_correlation_against_sqrtm_and_closed_form():
     rng = np.random.default_rng(4)
     cov, _ = _correlated_cov(rng, 6)
     reference = 2 * np.trace(cov) - 2 * np.trace(scipy.linalg.sqrtm(cov * np.diag(cov)[:, None])).real
-    np.testing.assert_allclose(extra.gaussian_wasserstein_correlation(cov), reference, rtol=1e-8)
+    np.testing.assert_allclose(unsup.gaussian_wasserstein_correlation(cov), reference, rtol=1e-8)
     rho = 0.6  # unit variances: sqrt of [[1, rho], [rho, 1]] has eigenvalues sqrt(1 +- rho)
     closed = 4.0 - 2.0 * (np.sqrt(1 + rho) + np.sqrt(1 - rho))
-    np.testing.assert_allclose(extra.gaussian_wasserstein_correlation(np.array([[1, rho], [rho, 1]])), closed)
-    assert extra.gaussian_wasserstein_correlation(np.diag([2.0, 5.0])) == pytest.approx(0.0, abs=1e-12)
+    np.testing.assert_allclose(unsup.gaussian_wasserstein_correlation(np.array([[1, rho], [rho, 1]])), closed)
+    assert unsup.gaussian_wasserstein_correlation(np.diag([2.0, 5.0])) == pytest.approx(0.0, abs=1e-12)
     z = rng.multivariate_normal(np.zeros(6), cov, size=1000)
-    s = extra.unsupervised_scores(z)
+    s = unsup.unsupervised_scores(z)
     sample_cov = np.cov(z, rowvar=False)
     np.testing.assert_allclose(s["gaussian_wasserstein_correlation_norm"] * np.trace(sample_cov), s[
         "gaussian_wasserstein_correlation"
@@ -150,19 +66,19 @@ def test_mutual_info_score_against_sklearn_and_known_answers():
     discrete = information.discretize(x, 20)
     pairs = [(i, j) for i in range(3) for j in range(3) if i != j]
     reference = np.mean([mutual_info_score(discrete[:, i], discrete[:, j]) for i, j in pairs])
-    np.testing.assert_allclose(extra.mutual_info_score(x), reference, rtol=1e-10)
+    np.testing.assert_allclose(unsup.mutual_info_score(x), reference, rtol=1e-10)
     twins = np.repeat(rng.normal(size=(5000, 1)), 2, axis=1)  # I(z; z) = H(discretized z)
     entropy = information.entropy(information.discretize(twins[:, :1], 20)[:, 0])
-    np.testing.assert_allclose(extra.mutual_info_score(twins), entropy, rtol=1e-12)
+    np.testing.assert_allclose(unsup.mutual_info_score(twins), entropy, rtol=1e-12)
     assert entropy > 2.0
-    assert extra.mutual_info_score(rng.normal(size=(20_000, 4))) < 0.02  # plug-in bias only
+    assert unsup.mutual_info_score(rng.normal(size=(20_000, 4))) < 0.02  # plug-in bias only
 
 
 def test_unsupervised_metric_scores_mean_and_sampled_representations():
     data, s2, v = BinaryFactors(), 4.0, 1.0
     # Mean codes: two copies of one factor (scaled); the posterior adds unit-variance noise.
     rep = Codes(lambda f: np.sqrt(s2) * 2.0 * (f[:, [0, 0]] - 0.5), variance=v)
-    s = extra.unsupervised(data, rep, np.random.default_rng(0), num_train=20_000)
+    s = unsup.unsupervised(data, rep, np.random.default_rng(0), num_train=20_000)
     assert s["gaussian_total_correlation"] > 10  # identical columns: det(cov) ~ 0
     rho = s2 / (s2 + v)  # sampled cov = [[s2 + v, s2], [s2, s2 + v]]
     np.testing.assert_allclose(s["gaussian_total_correlation_sampled"], -0.5 * np.log(1 - rho**2), rtol=0.05)
@@ -170,7 +86,7 @@ def test_unsupervised_metric_scores_mean_and_sampled_representations():
     np.testing.assert_allclose(s["gaussian_wasserstein_correlation_sampled"], closed, rtol=0.05)
     np.testing.assert_allclose(s["mutual_info_score"], np.log(2), rtol=1e-3)
     assert s["mutual_info_score_sampled"] < s["mutual_info_score"]
-    no_posterior = extra.unsupervised(data, Codes(rep.mean_fn), np.random.default_rng(0), num_train=2000)
+    no_posterior = unsup.unsupervised(data, Codes(rep.mean_fn), np.random.default_rng(0), num_train=2000)
     assert set(no_posterior) == {
         "gaussian_total_correlation", "gaussian_wasserstein_correlation",
         "gaussian_wasserstein_correlation_norm", "mutual_info_score",
