@@ -317,6 +317,7 @@ def test_no_readable_checkpoint_stops_instead_of_starting_over(tmp_path):
 
 def test_non_finite_loss_stops_with_step_and_metric_and_keeps_good_checkpoint(tmp_path, monkeypatch):
     config, workdir = _smoke(tmp_path, num_steps=12, checkpoint_every=4, log_every=1)
+    config.data.on_device = False  # the poisoned batch comes from the host pipeline's batch_at
     real_load = data_lib.load_dataset
 
     def poisoned(cfg, **kwargs):
