@@ -1,7 +1,7 @@
 """Subprocess worker: every quantizer option trained three sharded steps on a 1-device and an
 8-device mesh of the same process (XLA_FLAGS=--xla_force_host_platform_device_count=8).
 
-  python tests.quantize_worker.py OUT.npz
+  python tests/quantize_worker.py OUT.npz
 Saves `<option>/<devices>/<path>` for each option of OPTIONS and mesh size 1 and 8.
 """
 

@@ -15,7 +15,7 @@ from tests.quantize_worker import OPTIONS
 def test_quantizer_options_same_parameters_on_one_and_eight_devices(tmp_path):
     env = dict(os.environ, XLA_FLAGS=device_count_flags(8), JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
     out = tmp_path / "out.npz"
-    subprocess.run([sys.executable, str(ROOT / "tests.quantize_worker.py"), str(out)], env=env, check=True)
+    subprocess.run([sys.executable, str(ROOT / "tests/quantize_worker.py"), str(out)], env=env, check=True)
     result = dict(np.load(out))
     for name in OPTIONS:
         one = {k.split("/", 2)[2]: v for k, v in result.items() if k.startswith(f"{name}/1/")}
