@@ -10,6 +10,7 @@ the members are trained alone once for all vectorizations.
 vmap form, under `disentangle/<method>/`.
 """
 
+import re
 import sys
 
 import jax
@@ -45,6 +46,19 @@ def flat(tree, prefix):
     return {prefix + jax.tree_util.keystr(p): np.asarray(v) for p, v in leaves}
 
 
+def member_moves(hlo: str, members: int, data: int) -> int:
+    """The collectives of a compiled sweep step that move members between devices: all-gathers of
+    a [members, ...] stack, and collective permutes between devices of different members (the
+    step's partitions are the mesh's devices row by row, a row of `data` devices per member group;
+    FactorVAE's permutation of the batch moves rows within one group)."""
+    moves = 0
+    for m in re.finditer(r"= \w+\[(\d+)[\d,]*\][^ ]* all-gather(?:-start)?\(", hlo):
+        moves += int(m.group(1)) == members
+    for pairs in re.findall(r"collective-permute(?:-start)?\(.*?source_target_pairs=\{(.*?)\}\}", hlo):
+        moves += any(int(a) // data != int(b) // data for a, b in re.findall(r"(\d+),(\d+)", pairs))
+    return moves
+
+
 def train_members(config, spec: str, vectorizations: str, prefix: str = "") -> dict[str, np.ndarray]:
     """The members' parameters (and model state, discriminator) after the sweep and alone."""
     configs = [sweep_spec.member_config(config, a) for a in sweep_spec.parse_sweep(spec, config)]
@@ -61,6 +75,9 @@ def train_members(config, spec: str, vectorizations: str, prefix: str = "") -> d
         states, rngs = sweep_step.create_sweep_state(form_model, configs, (28, 28, 1))
         states, rngs = jax.device_put(states, members), jax.device_put(rngs, members)
         step = sweep_step.make_sweep_step(config, mesh)
+        compiled = step.lower(states, sharding.global_batch(images[0], mesh), rngs).compile().as_text()
+        moves = member_moves(compiled, len(configs), mesh.shape["data"])
+        result[f"{prefix}__moves__/{form}"] = np.array(moves)
         for batch in images:
             states, _ = step(states, sharding.global_batch(batch, mesh), rngs)
         # To the host in one transfer, then split: indexing the sharded arrays member by member

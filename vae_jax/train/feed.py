@@ -54,8 +54,8 @@ def device_input(config, dataset, mesh) -> DeviceInput | None:
     source = on_device.for_dataset(dataset, config.train.batch_size, config.seed)
     if source is None:
         return None
-    repl, data_sh = sharding.replicated(mesh), sharding.data_sharding(mesh)
-    tables = jax.device_put(source.tables, repl)
+    data_sh = sharding.data_sharding(mesh)
+    tables = sharding.replicate(source.tables, mesh)
 
     def batch(step: jax.Array, step_input: tuple) -> jax.Array:
         chunk, tables = step_input
@@ -63,7 +63,7 @@ def device_input(config, dataset, mesh) -> DeviceInput | None:
         return jax.lax.with_sharding_constraint(source.build(tables, row), data_sh)
 
     def inputs(start: int) -> Iterator[tuple]:
-        to_device = functools.partial(jax.device_put, device=repl)
+        to_device = functools.partial(sharding.replicate, mesh=mesh)
         first = start // on_device.CHUNK
         chunks = pipeline.prefetch(functools.partial(on_device.chunk_at, source), first, 2, to_device)
         try:

@@ -82,6 +82,20 @@ def global_batch(local: np.ndarray, mesh: jax.sharding.Mesh) -> jax.Array:
     return jax.make_array_from_process_local_data(sharding, local, global_shape)
 
 
+def replicate(tree, mesh: jax.sharding.Mesh):
+    """Host arrays (the same on every process) -> arrays replicated over all the mesh's devices.
+
+    Across processes `jax.device_put` onto devices another process holds first checks, by a
+    collective, that every process passed the same value; called from a prefetch thread, that
+    collective races the train step's own and the processes can wait on each other forever. Each
+    process already holds the whole array, so it is assembled from local data, with no check."""
+    repl = replicated(mesh)
+    if jax.process_count() == 1:
+        return jax.device_put(tree, repl)
+    local = lambda x: jax.make_array_from_process_local_data(repl, np.asarray(x), np.shape(x))  # noqa: E731
+    return jax.tree.map(local, tree)
+
+
 def process_local(tree):
     """tree with every array as this process's local instance on its first device, for work each
     process does on its own (evaluation in a multi-process run); the arrays must be replicated."""

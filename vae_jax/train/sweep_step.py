@@ -60,6 +60,26 @@ def vectorization(config) -> str:
     return mode
 
 
+def _unrolled(inner, mesh):
+    """The 'map' form: each device group steps the members it holds one after another.
+
+    Under `shard_map`, manual over the mesh's `sweep` axis only (XLA still places the `data`
+    axis's collectives), a group sees its own members and the whole batch, so no member's state
+    leaves the devices that hold it. Indexing member i of the globally sharded stack instead would
+    gather every member to every device at each step."""
+
+    def local_members(states, batch, rngs):
+        outs = [inner(jax.tree.map(lambda x, i=i: x[i], states), batch, rngs[i]) for i in range(len(rngs))]
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+
+    if mesh.shape["sweep"] == 1:
+        return local_members
+    return jax.shard_map(
+        local_members, mesh=mesh, in_specs=(P("sweep"), P(), P("sweep")), out_specs=P("sweep"),
+        axis_names=frozenset({"sweep"}), check_vma=False,
+    )  # fmt: skip
+
+
 def make_sweep_step(config, mesh, batch_of=None):
     """The jitted train step of a sweep: (states[N], batch, rngs[N]) -> (states, metrics[N]).
 
@@ -76,12 +96,7 @@ def make_sweep_step(config, mesh, batch_of=None):
                 return vmapped(states, batch, rngs)
 
     else:
-
-        def members_step(states, batch, rngs):
-            outs = [
-                inner(jax.tree.map(lambda x, i=i: x[i], states), batch, rngs[i]) for i in range(len(rngs))
-            ]
-            return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+        members_step = _unrolled(inner, mesh)
 
     if batch_of is None:
         step, batch_sharding = members_step, data
