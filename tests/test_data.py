@@ -40,6 +40,7 @@ def _data_config(idx_dir, tfds_dir, **kw):
     return c
 
 
+@pytest.mark.slow
 def test_local_idx_goes_through_tfds_builder(idx_dir, tfds_dir):
     c = _data_config(idx_dir, tfds_dir, validation_size=50)
     splits = load_image_splits(c.data, "validation")
@@ -57,6 +58,7 @@ def test_local_idx_goes_through_tfds_builder(idx_dir, tfds_dir):
     assert any(Path(tfds_dir).rglob("dataset_info.json"))  # prepared by TFDS
 
 
+@pytest.mark.slow
 def test_threshold_binarization(idx_dir, tfds_dir):
     splits = load_image_splits(_data_config(idx_dir, tfds_dir, binarize="threshold").data, "test")
     assert set(np.unique(splits.train)) <= {0.0, 1.0}

@@ -62,6 +62,7 @@ def dsprites():
     return get_ground_truth_data("dsprites")
 
 
+@pytest.mark.slow
 def test_true_factors_score_near_maximum(dsprites):
     s = _scores(dsprites, _truth(5))
     assert s["beta_vae_score"] > 0.98 and s["factor_vae_score"] > 0.98
@@ -76,6 +77,7 @@ def test_true_factors_score_near_maximum(dsprites):
     assert toy["sap"] > 0.45 and toy["mig"] > 0.95 and toy["beta_vae_score"] > 0.98
 
 
+@pytest.mark.slow
 def test_independent_noise_scores_near_chance(dsprites):
     s = _scores(dsprites, _noise(5))
     chance = 1 / 5
@@ -83,12 +85,14 @@ def test_independent_noise_scores_near_chance(dsprites):
     assert s["mig"] < 0.02 and s["sap"] < 0.02 and s["dci_disentanglement"] < 0.05
 
 
+@pytest.mark.slow
 def test_rotation_mixing_factors_lowers_mig_and_dci(dsprites):
     truth, rotated = _scores(dsprites, _truth(5)), _scores(dsprites, _rotated(dsprites.factor_sizes))
     assert rotated["mig"] < truth["mig"] - 0.5
     assert rotated["dci_disentanglement"] < truth["dci_disentanglement"] - 0.5
 
 
+@pytest.mark.slow
 def test_scores_are_deterministic_for_a_fixed_rng(dsprites):
     rep = FromFactors(lambda f: np.tanh(f @ np.arange(25).reshape(5, 5) / 50.0))
     a, b = _scores(dsprites, rep, seed=3), _scores(dsprites, rep, seed=3)

@@ -192,6 +192,7 @@ def test_worker_parts_import_no_trainer_dependencies():
     assert _fresh_python(code) == "[]"
 
 
+@pytest.mark.slow
 def test_a_run_imports_tfds_and_sklearn_only_when_it_needs_them():
     """TFDS (and TensorFlow) load only with an image dataset, scikit-learn only with a metric that
     fits a classifier: the main job and the study's sweeps (procedural dSprites) start seconds
@@ -205,6 +206,7 @@ def test_a_run_imports_tfds_and_sklearn_only_when_it_needs_them():
     assert _fresh_python(code) == "[]"
 
 
+@pytest.mark.slow
 def test_tensorboard_reads_what_a_workdir_writes_without_tensorflow(tmp_path):
     """A run's writer (metrics.jsonl, the TensorBoard event file, a PNG grid) never imports
     TensorFlow, and TensorBoard's own loader reads back its scalars and images."""

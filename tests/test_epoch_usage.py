@@ -49,6 +49,7 @@ def _numpy_health(indices: np.ndarray, num_codes: int) -> tuple[float, float]:
     return np.mean(counts > 0), np.exp(-np.sum(p * np.log(p)))
 
 
+@pytest.mark.slow
 def test_epoch_usage_is_that_of_the_epochs_concatenated_codes(tmp_path, idx_dir, tfds_dir, monkeypatch):
     config = _tiny(load_config("vq_vae", "smoke"), idx_dir, tfds_dir)
     codes = {}  # step t -> the code indices of its batch, under the state before the step
@@ -80,6 +81,7 @@ def test_epoch_usage_is_that_of_the_epochs_concatenated_codes(tmp_path, idx_dir,
     assert written["epoch_perplexity"] == results["epoch_perplexity"]
 
 
+@pytest.mark.slow
 def test_rvq_run_writes_per_level_epoch_fields(tmp_path, idx_dir, tfds_dir):
     config = _tiny(load_config("rvq_vae", "smoke"), idx_dir, tfds_dir, num_steps=3)
     config.model.vq.num_levels = 3
@@ -94,6 +96,7 @@ def test_rvq_run_writes_per_level_epoch_fields(tmp_path, idx_dir, tfds_dir):
     assert "epoch_perplexity_level3" not in record
 
 
+@pytest.mark.slow
 def test_vq_vae_smoke_run_writes_epoch_records(tmp_path, idx_dir, tfds_dir):
     config = use_local_idx(load_config("vq_vae", "smoke"), idx_dir, tfds_dir)
     config.data.max_train_examples = 64  # 4 steps of 16 per epoch: 3 epochs in the 12 smoke steps
@@ -103,6 +106,7 @@ def test_vq_vae_smoke_run_writes_epoch_records(tmp_path, idx_dir, tfds_dir):
     assert 0 < results["epoch_codebook_usage"] <= 1 and results["epoch_perplexity"] >= 1
 
 
+@pytest.mark.slow
 def test_sweep_members_get_their_own_epoch_records(tmp_path, idx_dir, tfds_dir):
     config = _tiny(load_config("vq_vae", "smoke"), idx_dir, tfds_dir, num_steps=3)
     config.sweep.spec = "seed=0,1"

@@ -76,6 +76,7 @@ def smoke_run(name, workdir, idx_dir, tfds_dir):
         assert {f"{m}_level{n}" for m in ("perplexity", "codebook_usage") for n in levels} <= results.keys()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [c for c in CONFIGS if c not in TRAINED_FOR_A_PRIOR])
 def test_smoke_preset_writes_workdir_contract(name, tmp_path, idx_dir, tfds_dir):
     smoke_run(name, tmp_path / "run", idx_dir, tfds_dir)
@@ -309,6 +310,7 @@ def test_vae_quick_on_real_fashion_mnist(tmp_path):
     assert results["neg_elbo"] < 320, results
 
 
+@pytest.mark.slow
 def test_on_device_data_trains_like_the_host_pipeline(tmp_path, idx_dir, tfds_dir):
     params = []
     for on_device in (False, True):

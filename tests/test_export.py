@@ -182,6 +182,7 @@ def export_sweep_step(config, spec: str = "optim.learning_rate=1e-3,3e-4 * seed=
     return jax.export.export(step, platforms=PLATFORMS)(states, batch, rngs), states, configs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CONFIGS)
 def test_sweep_step_exports(name, traced_as_on_gpu):
     """A 4-member sweep's step as `sweep.train_sweep` builds it on an accelerator: vmapped, and with

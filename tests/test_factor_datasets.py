@@ -212,6 +212,7 @@ def _check_scores(scores):
     assert all(np.isfinite(v) for v in scores.values())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["shapes3d", "mpi3d", "cars3d"])
 def test_metrics_end_to_end_on_file_sources(name, tmp_path, small_specs):
     sizes = write_cars3d(tmp_path) if name == "cars3d" else None
@@ -227,6 +228,7 @@ def test_metrics_end_to_end_on_file_sources(name, tmp_path, small_specs):
     assert scores["dci_disentanglement"] > 0.9
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["color_dsprites", "noisy_dsprites", "textured_dsprites", "smallnorb"])
 def test_metrics_end_to_end_on_stochastic_sources(name, tmp_path):
     if name == "smallnorb":

@@ -4,6 +4,7 @@ two-network state checkpoints and resumes."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from tests.helpers import small_config
 from vae_jax.models import build_model
@@ -70,6 +71,7 @@ def _flat(tree):
     return {jax.tree_util.keystr(p): np.asarray(v) for p, v in jax.tree_util.tree_leaves_with_path(tree)}
 
 
+@pytest.mark.slow
 def test_gamma_tc_gradient_reaches_the_encoder_only():
     config = factor_config()
     state = _state(config)

@@ -79,6 +79,7 @@ def test_sources_without_device_observations_keep_the_host_pipeline():
     assert device_input(_config(False), _dataset("dsprites"), sharding.make_mesh()) is None
 
 
+@pytest.mark.slow
 def test_sweep_on_device_batches_trains_as_on_host_batches():
     """A 2-member vmapped sweep, 4 steps on procedural dSprites: fed on the device or from the host."""
     config = _config()

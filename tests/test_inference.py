@@ -62,6 +62,7 @@ def test_a_vae_encodes_its_posterior_mean_and_decodes_its_bernoulli_mean():
     np.testing.assert_allclose(representation.posterior(X)[1], np.exp(logvar), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_an_autoencoder_and_a_vq_vae_encode_their_codes_and_have_no_prior():
     model, variables = _model("ae")
     ae = Inference(model, variables, "gaussian", batch_size=4)

@@ -59,6 +59,7 @@ def _wide_proposals(params: dict) -> dict:
     return params
 
 
+@pytest.mark.slow
 def test_two_layer_lk_matches_numpy_quadrature_of_log_px():
     model, params = _two_layer()
     params = _wide_proposals(params)
@@ -77,6 +78,7 @@ def test_two_layer_lk_matches_numpy_quadrature_of_log_px():
     assert isinstance(model, TwoLayerVAE) and lk[1].shape == (4,)
 
 
+@pytest.mark.slow
 def test_two_layer_forward_and_pictures_interface():
     model, params = _two_layer()
     variables = {"params": params}

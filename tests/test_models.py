@@ -68,6 +68,7 @@ def test_conv_rejects_sizes_it_cannot_halve():
         ConvEncoder(4, channels=(8, 8, 8)).init(RNGS, jnp.zeros((1, 28, 28, 1)))
 
 
+@pytest.mark.slow
 def test_vqvae_mlp_and_conv_latent_shapes():
     for encoder, latent in (("conv", (7, 7)), ("mlp", (8,))):
         c = common.base_config()

@@ -40,6 +40,7 @@ NETWORK_IMPLS = tuple(i for i in FAST_IMPLS if i != "batched")
 CONV_CASES = [((2, 8, 8, 1), 5), ((3, 8, 6, 16), 3), ((1, 2, 2, 5), 2), ((2, 4, 4, 4), 7)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape,features", CONV_CASES)
 def test_strided_conv_equals_conv(shape, features):
     x = jax.random.normal(jax.random.key(0), shape)
@@ -48,6 +49,7 @@ def test_strided_conv_equals_conv(shape, features):
         _assert_same_function(StridedConv(features, impl), plain, x)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape,features", [((2, 4, 4, 3), 5), ((3, 8, 6, 16), 1), ((1, 1, 1, 2), 4)])
 def test_strided_conv_transpose_equals_conv_transpose(shape, features):
     x = jax.random.normal(jax.random.key(0), shape)
@@ -64,6 +66,7 @@ def test_conv_same_equals_conv(kernel, shape, features):
     _assert_same_function(ConvSame(features, kernel, "xla"), plain, x)
 
 
+@pytest.mark.slow
 def test_vq_vae_networks_equal_in_every_impl():
     """The spatial (VQ-VAE) encoder and decoder, with their 1x1 and 3x3 layers, in both impls."""
     x = jax.random.uniform(jax.random.key(0), (2, 28, 28, 1))
@@ -83,6 +86,7 @@ def test_vq_vae_networks_equal_in_every_impl():
         np.testing.assert_allclose(dec[impl].apply(variables, z), dec["xla"].apply(variables, z), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_dsprites_networks_equal_in_every_impl():
     """The full dSprites encoder and decoder give the same outputs with either impl and one parameter set."""
     x = jax.random.bernoulli(jax.random.key(0), 0.1, (2, 64, 64, 1)).astype(jnp.float32)
@@ -126,6 +130,7 @@ def _members_value_and_grads(form, x, kernels, x_per_member: bool):
     return jax.vmap(one, in_axes=(0 if x_per_member else None, 0))(x, kernels)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind,shape,features", [("conv_4x4_s2", (2, 8, 8, 6), 5),
                                                  ("conv_transpose_4x4_s2", (2, 4, 4, 6), 5)])  # fmt: skip
 def test_vmapped_product_forms_are_batched_matrix_products(kind, shape, features):

@@ -136,6 +136,7 @@ def _rvq(levels, ema=False, dropout=False, kmeans=3):
     return ResidualVQ(VectorQuantizer(16, 4, ema=ema, kmeans_iters=kmeans), levels, dropout)
 
 
+@pytest.mark.slow
 def test_residual_levels_reconstruct_better_and_each_codebook_learns():
     z = jax.random.normal(jax.random.key(12), (256, 4))
     rvq = _rvq(4)

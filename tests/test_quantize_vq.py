@@ -56,6 +56,7 @@ def test_ema_codebook_changes_only_in_training():
     assert after < before
 
 
+@pytest.mark.slow
 def test_dead_code_is_restarted_from_current_encodings():
     vq = VectorQuantizer(num_codes=4, code_dim=2, ema=True, decay=0.5, restart_threshold=0.5)
     z = jax.random.normal(jax.random.key(6), (64, 2))
@@ -85,6 +86,7 @@ def test_perplexity_is_exp_entropy_of_usage():
     np.testing.assert_allclose(out.usage, np.mean(counts > 0), rtol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options", [{"cosine": True}, {"kmeans_iters": 2}, {"estimator": "rotation"}])
 def test_dead_code_restart_works_with_each_codebook_option(options):
     """A code whose EMA count decays below the threshold is re-seeded from the batch's (for cosine

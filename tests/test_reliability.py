@@ -82,6 +82,7 @@ def test_disentangling_method_fields_are_validated(name, fields, expect):
         validate_config(config)
 
 
+@pytest.mark.slow
 def test_cli_reports_a_bad_value_in_one_line_and_exits_nonzero(tmp_path):
     config = f"--config={ROOT / 'experiments/beta_vae.py'}:smoke"
     result = cli(config, f"--workdir={tmp_path}/w", "--config.loss.beta=-2.0", check=False)
@@ -147,6 +148,7 @@ def _assert_one_line(stderr: str, expect: str):
     assert stderr.strip().splitlines()[-1] == expect
 
 
+@pytest.mark.slow
 def test_cli_reports_a_misspelled_override_field_in_one_line(tmp_path):
     # In its own process: ml_collections defines the `--config.*` override flags while absl parses
     # `--config`, which a second parse in one process does not repeat.
@@ -188,6 +190,7 @@ def test_cli_reports_eval_without_checkpoints_in_one_line(tmp_path, capsys, run_
     _assert_one_line(stderr, f"error: no checkpoints/ in {tmp_path}/w: train first (--mode=train)")
 
 
+@pytest.mark.slow
 def test_cli_reports_a_missing_local_dir_before_looking_for_data(tmp_path):
     args = (
         "--config.data.name=mnist",
@@ -262,6 +265,7 @@ def _smoke(tmp_path, **train):
     return config, tmp_path / "run"
 
 
+@pytest.mark.slow
 def test_resume_with_a_different_config_is_refused_unless_allowed(tmp_path):
     config, workdir = _smoke(tmp_path, num_steps=4, checkpoint_every=2)
     train_and_evaluate(config, workdir)
@@ -290,6 +294,7 @@ def _truncate_files(directory: Path) -> int:
     return count
 
 
+@pytest.mark.slow
 def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path, caplog):
     config, workdir = _smoke(tmp_path, num_steps=8, checkpoint_every=4)
     train_and_evaluate(config, workdir)
@@ -305,6 +310,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path, caplog):
     assert train_and_evaluate(config, workdir)["step"] == 10
 
 
+@pytest.mark.slow
 def test_no_readable_checkpoint_stops_instead_of_starting_over(tmp_path):
     config, workdir = _smoke(tmp_path, num_steps=8, checkpoint_every=4)
     train_and_evaluate(config, workdir)
@@ -315,6 +321,7 @@ def test_no_readable_checkpoint_stops_instead_of_starting_over(tmp_path):
     assert sorted(p.name for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()) == ["4", "8"]
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_with_step_and_metric_and_keeps_good_checkpoint(tmp_path, monkeypatch):
     config, workdir = _smoke(tmp_path, num_steps=12, checkpoint_every=4, log_every=1)
     config.data.on_device = False  # the poisoned batch comes from the host pipeline's batch_at

@@ -125,6 +125,7 @@ def test_a_workdir_without_a_run_or_checkpoint_ends_in_one_user_error(tmp_path):
         vae_jax.load_run(tmp_path, member=1)
 
 
+@pytest.mark.slow
 def test_the_package_exports_the_researchers_api_lazily():
     code = (
         "import sys, vae_jax\n"

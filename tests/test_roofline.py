@@ -30,6 +30,7 @@ def test_peaks_by_device_kind():
     assert given.tflops["float32"] == 2.0 and given.gbps == 50.0
 
 
+@pytest.mark.slow
 def test_sweep_row_reports_consistent_numbers():
     """A 2-member vmapped sweep of a small MLP VAE on dSprites, fed on the device too."""
     config = load_config("vae", "smoke")

@@ -103,6 +103,7 @@ def _table(path):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_study_joins_slices_into_the_one_process_table_and_names_missing_members(tmp_path, capsys):
     config = locatello2019_beta.get_config("smoke")
     config.sweep.spec = "loss.beta=1,2,4 * seed=0,1,2,3"
