@@ -46,6 +46,17 @@ def load_config(name: str, preset: str | None = None):
     return importlib.import_module(f"experiments.{name}").get_config(preset)
 
 
+def config_and_flags(name: str, preset: str, overrides: dict) -> tuple:
+    """experiments/<name>.py:<preset> with {"group.field": value} overrides applied, and the same
+    config as command-line flags for `experiments.run`."""
+    config = load_config(name, preset)
+    for key, value in overrides.items():
+        group, field = key.split(".")
+        config[group][field] = value
+    flags = [f"--config.{k}={v}".replace(" ", "") for k, v in overrides.items()]
+    return config, [f"--config={ROOT / 'experiments' / name}.py:{preset}", *flags]
+
+
 def use_local_idx(config, idx_dir, tfds_dir):
     """Points an image-dataset config at generated idx files (tests never touch the network)."""
     if config.data.name not in ("dsprites", "sines"):

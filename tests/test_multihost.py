@@ -16,7 +16,7 @@ import jax
 import numpy as np
 import pytest
 
-from tests.helpers import ROOT, device_count_flags, final_params, load_config
+from tests.helpers import ROOT, config_and_flags, device_count_flags, final_params
 from vae_jax.train import evaluation, train_and_evaluate
 from vae_jax.train.workdir import read_metrics
 
@@ -83,6 +83,16 @@ def _steps(workdir: Path) -> list[int]:
     return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit()) if directory.is_dir() else []
 
 
+def _signal_mid_run(processes: _Processes, workdir: Path, step: int, process: int) -> list[int]:
+    """SIGTERM to one process once checkpoint `step` exists; the processes' exit codes."""
+    try:
+        _wait_for_step(workdir, processes, step)
+        processes.procs[process].send_signal(signal.SIGTERM)
+        return processes.wait()
+    finally:
+        processes.kill()
+
+
 def _wait_for_step(workdir: Path, processes: _Processes, step: int, timeout: float = TIMEOUT) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -102,12 +112,7 @@ def vae_config():
         "data.name": "dsprites", "model.hidden": (16,), "model.latent_dim": 4, "train.num_steps": 200,
         "train.checkpoint_every": 10, "train.log_every": 50, "eval.iwae_k": 0, "eval.num_examples": 64,
     }  # fmt: skip
-    config = load_config("vae", "smoke")
-    for key, value in overrides.items():
-        group, field = key.split(".")
-        config[group][field] = value
-    flags = [f"--config.{k}={v}".replace(" ", "") for k, v in overrides.items()]
-    return config, [f"--config={ROOT / 'experiments/vae.py'}:smoke", *flags]
+    return config_and_flags("vae", "smoke", overrides)
 
 
 def _assert_close_params(a: dict, b: dict):
@@ -134,12 +139,7 @@ def test_a_signal_to_one_process_saves_all_at_one_step_and_reruns_resume(tmp_pat
     workdir = tmp_path / "run"
     args = [*args, f"--workdir={workdir}"]
     first = _Processes(tmp_path, "run", args)
-    try:
-        _wait_for_step(workdir, first, config.train.checkpoint_every)
-        first.procs[1].send_signal(signal.SIGTERM)
-        codes = first.wait()
-    finally:
-        first.kill()
+    codes = _signal_mid_run(first, workdir, config.train.checkpoint_every, process=1)
     # 0: the run ended before the signal's step (then this machine ran 190 steps within the ~1 s
     # JAX's notifier takes to see a SIGTERM: give the run more steps).
     assert codes == [128 + signal.SIGTERM] * 2, first.output()
@@ -222,16 +222,11 @@ def test_a_sweep_spreads_its_members_over_the_processes_and_resumes_after_a_sign
     config, args = vae_config
     workdir = tmp_path / "sweep"
     config.sweep.spec = "loss.beta=1,2,4,8"  # seed 0 for all: the sweep's data order is its solo runs'
-    # The CPU's default form, 'map': each process steps only the members it holds (were they
-    # gathered to every device at each step, the run would crawl past the test's timeout).
+    # The CPU's default form, 'map': each process steps only the members it holds
+    # (test_sweep.py counts the collectives that would move members between devices).
     args = [*args, f"--workdir={workdir}", f"--config.sweep.spec={config.sweep.spec}"]
     first = _Processes(tmp_path, "sweep", args, devices=2)
-    try:
-        _wait_for_step(workdir, first, config.train.checkpoint_every)
-        first.procs[0].send_signal(signal.SIGTERM)
-        codes = first.wait()
-    finally:
-        first.kill()
+    codes = _signal_mid_run(first, workdir, config.train.checkpoint_every, process=0)
     assert codes == [128 + signal.SIGTERM] * 2, first.output()
     stopped = max(_steps(workdir))
     assert {_saved_step(first.text(i)) for i in range(2)} == {stopped} and stopped < config.train.num_steps

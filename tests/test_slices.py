@@ -13,7 +13,7 @@ import pytest
 
 from experiments import study as study_cli
 from experiments.ablations import locatello2019_beta
-from tests.helpers import ROOT, load_config
+from tests.helpers import ROOT, config_and_flags, load_config
 from vae_jax.errors import ConfigError
 from vae_jax.train.sweep import write_sweep_results
 from vae_jax.train.sweep_spec import parse_slice, parse_sweep, programs, slice_members
@@ -168,13 +168,8 @@ def test_a_sweep_in_three_slices_trains_and_studies_like_one_process(tmp_path):
         "sweep.spec": "loss.beta=1,2,4 * seed=0,1,2,3", "sweep.vectorize": "vmap",
         "train.num_steps": 3, "train.log_every": 3, "eval.iwae_k": 0, "eval.num_examples": 64,
     }  # fmt: skip
-    config = load_config("vae", "smoke")
-    for key, value in overrides.items():
-        group, field = key.split(".")
-        config[group][field] = value
+    config, args = config_and_flags("vae", "smoke", overrides)
     env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
-    flags = [f"--config.{k}={v}".replace(" ", "") for k, v in overrides.items()]
-    args = [f"--config={ROOT / 'experiments/vae.py'}:smoke", *flags]
     procs = []
     for index in range(3):
         with open(tmp_path / f"slice{index}.log", "w") as log:

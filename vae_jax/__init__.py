@@ -13,7 +13,7 @@ Importing the package changes nothing in the host process; the CPU allocator set
 speed up XLA:CPU steps are opt-in (`vae_jax.ops.allocator`).
 """
 
-import importlib
+from vae_jax import _lazy
 
 _EXPORTS = {
     "TrainedRun": "vae_jax.train.restore",
@@ -24,12 +24,7 @@ _EXPORTS = {
     "train_and_evaluate": "vae_jax.train.dispatch",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = _lazy.loader(__name__, _EXPORTS)
 
 
 def __dir__():

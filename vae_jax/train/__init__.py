@@ -17,7 +17,7 @@ in a worker process, does not import every trainer's dependencies (the data pipe
 scikit-learn, orbax).
 """
 
-import importlib
+from vae_jax import _lazy
 
 _EXPORTS = {
     "ConfigError": "vae_jax.train.validate",
@@ -27,9 +27,4 @@ _EXPORTS = {
     "validate_config": "vae_jax.train.validate",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = _lazy.loader(__name__, _EXPORTS)
