@@ -72,6 +72,7 @@ def ground_truth_batch_fn(
 
 
 PREFETCH_DEPTH = 4  # batches the prefetch thread keeps ready
+JOIN_SECONDS = 30.0  # how long closing a prefetch stream waits for its thread's item in hand
 
 
 def prefetch(
@@ -116,3 +117,6 @@ def prefetch(
             yield item
     finally:
         stop.set()
+        # Wait for the item in hand: a daemon thread still inside XLA when the interpreter exits
+        # is ended mid-call, which aborts the process ("terminate called ... exception not rethrown").
+        thread.join(timeout=JOIN_SECONDS)
