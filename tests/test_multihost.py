@@ -93,6 +93,17 @@ def _signal_mid_run(processes: _Processes, workdir: Path, step: int, process: in
         processes.kill()
 
 
+def _kill_mid_run(processes: _Processes, workdir: Path, step: int) -> None:
+    """SIGKILL to every process once checkpoint `step` exists."""
+    try:
+        _wait_for_step(workdir, processes, step)
+        for p in processes.procs:
+            p.send_signal(signal.SIGKILL)
+        assert processes.wait() == [-signal.SIGKILL] * 2
+    finally:
+        processes.kill()
+
+
 def _wait_for_step(workdir: Path, processes: _Processes, step: int, timeout: float = TIMEOUT) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -147,14 +158,7 @@ def test_a_signal_to_one_process_saves_all_at_one_step_and_reruns_resume(tmp_pat
     assert len(saved) == 1 and max(_steps(workdir)) == saved.pop() < config.train.num_steps
     stopped = max(_steps(workdir))
     assert "Another process received a stop signal" in first.text(0)
-    second = _Processes(tmp_path, "run", args)
-    try:
-        _wait_for_step(workdir, second, stopped + config.train.checkpoint_every)
-        for p in second.procs:
-            p.send_signal(signal.SIGKILL)
-        assert second.wait() == [-signal.SIGKILL] * 2
-    finally:
-        second.kill()
+    _kill_mid_run(_Processes(tmp_path, "run", args), workdir, stopped + config.train.checkpoint_every)
     killed = max(_steps(workdir))
     assert stopped < killed < config.train.num_steps
     alone = config.copy_and_resolve_references()
@@ -216,7 +220,8 @@ def test_a_sweep_spreads_its_members_over_the_processes_and_resumes_after_a_sign
 ):
     """A 4-member sweep as two processes of two devices each: the members are sharded over all four
     devices (two per process, each member's batch on its device); SIGTERM to process 0 mid-sweep
-    ends both after saving one step; the rerun finishes. Each member ends with the parameters of
+    ends both after saving one step; the rerun, killed with SIGKILL mid-sweep, leaves its last
+    complete checkpoint; the third run resumes from it and finishes. Each member ends with the parameters of
     its config trained alone in one process; its evaluation, pictures and events come from the
     process that holds it, its row and records once."""
     config, args = vae_config
@@ -230,9 +235,16 @@ def test_a_sweep_spreads_its_members_over_the_processes_and_resumes_after_a_sign
     assert codes == [128 + signal.SIGTERM] * 2, first.output()
     stopped = max(_steps(workdir))
     assert {_saved_step(first.text(i)) for i in range(2)} == {stopped} and stopped < config.train.num_steps
-    second = _Processes(tmp_path, "sweep", args, devices=2, slurm=True)  # the same, as a SLURM job step
-    assert second.wait() == [0, 0], second.output()
+    # The rerun, as a SLURM job step, killed with SIGKILL mid-sweep; the third run resumes from the
+    # last complete checkpoint to the end.
+    second = _Processes(tmp_path, "sweep", args, devices=2, slurm=True)
+    _kill_mid_run(second, workdir, stopped + config.train.checkpoint_every)
     assert all(f"Resumed from step {stopped} " in second.text(i) for i in range(2))
+    killed = max(_steps(workdir))
+    assert stopped < killed < config.train.num_steps
+    third = _Processes(tmp_path, "sweep", args, devices=2, slurm=True)
+    assert third.wait() == [0, 0], third.output()
+    assert all(f"Resumed from step {killed} " in third.text(i) for i in range(2))
     rows = json.loads((workdir / "results.json").read_text())["members"]
     assert [(r["member"], r["loss.beta"], r["step"]) for r in rows] == [
         (j, beta, config.train.num_steps) for j, beta in enumerate((1, 2, 4, 8))
@@ -250,11 +262,11 @@ def test_a_sweep_spreads_its_members_over_the_processes_and_resumes_after_a_sign
         alone.sweep.spec, alone.loss.beta, alone.train.checkpoint_every = "", beta, config.train.num_steps
         train_and_evaluate(alone, tmp_path / f"solo{j}")
         _assert_close_params(members[j], final_params(alone, tmp_path / f"solo{j}"))
-    # Members 0, 1 on process 0's devices, 2, 3 on process 1's: in each of the two runs, each
-    # process wrote the events of its members (the event file's name ends with .<pid>.<n>).
+    # Members 0, 1 on process 0's devices, 2, 3 on process 1's: in each run, each process wrote
+    # the events of its members (the event file's name ends with .<pid>.<n>).
     pids = [{p.name.split(".")[-2] for p in (workdir / "members" / str(j)).glob("events.out.tfevents.*")}
             for j in range(4)]  # fmt: skip
-    assert len(pids[0]) == 2 and pids[0] == pids[1] and pids[2] == pids[3] and not pids[0] & pids[2], pids
+    assert len(pids[0]) >= 2 and pids[0] == pids[1] and pids[2] == pids[3] and not pids[0] & pids[2], pids
     records = [(r["step"], r["split"], r["member"]) for r in read_metrics(workdir / "metrics.jsonl")]
     assert len(records) == len(set(records)) and {m for _, s, m in records if s == "eval"} == {0, 1, 2, 3}
 
