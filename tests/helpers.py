@@ -5,6 +5,7 @@ import importlib
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -246,3 +247,61 @@ def small_config(kind: str):
         c.model.vq.ema, c.model.vq.restart_threshold = True, 0.5
         c.loss.likelihood = "gaussian"
     return c
+
+
+# Shapes and exported modules, without running anything (test_export, test_mixed_precision).
+MNIST_LIKE = ("mnist", "fashion_mnist", "kmnist", "binarized_mnist", "emnist_letters")
+IMAGE_SHAPES = {**dict.fromkeys(MNIST_LIKE, (28, 28, 1)), "cifar10": (32, 32, 3)}
+
+
+def data_shape(name: str) -> tuple[int, ...]:
+    """One example's shape, as `data.load_dataset` would report it, without loading anything."""
+    from vae_jax import data as data_lib
+
+    if name in data_lib.GROUND_TRUTH:
+        return tuple(data_lib.get_ground_truth_data(name).observation_shape)  # procedural: nothing read
+    if name in data_lib.SEQUENCES:
+        return tuple(data_lib.SEQUENCES[name]().observation_shape)
+    assert name in data_lib.sources.IMAGE_DATASETS and name in IMAGE_SHAPES, f"no shape for {name!r}"
+    return IMAGE_SHAPES[name]
+
+
+def abstract_key():
+    return jax.eval_shape(lambda: jax.random.key(0))
+
+
+def abstract_state(config, shape):
+    from vae_jax.models import build_model
+    from vae_jax.train.state import create_train_state
+
+    model = build_model(config, shape)
+    return jax.eval_shape(lambda rng: create_train_state(model, config, shape, rng), abstract_key())
+
+
+# StableHLO: `%y = stablehlo.<op>(...) ... : (tensor<3x4xbf16>, tensor<f32>) -> tensor<...>`.
+TENSOR = re.compile(r"tensor<((?:[0-9]+x)*)([a-z]+[0-9]*)>")
+
+
+def operands(text: str, op: str) -> list[tuple[tuple[tuple[int, ...], str], ...]]:
+    """(shape, element type) of the operands of every `stablehlo.<op>` in StableHLO text."""
+    found = []
+    for line in text.splitlines():
+        if re.search(rf"= stablehlo\.{op}[ (]", line):
+            signature = line.rsplit(" : (", 1)[1].split(") ->", 1)[0]
+            found.append(
+                tuple(
+                    (tuple(int(d) for d in dims.split("x") if d), dtype)
+                    for dims, dtype in TENSOR.findall(signature)
+                )
+            )
+    return found
+
+
+def operand_types(text: str, op: str) -> list[tuple[str, ...]]:
+    """The operands' element types ('bf16', 'f32', 'i32', ...) of every `stablehlo.<op>` in text."""
+    return [tuple(dtype for _, dtype in found) for found in operands(text, op)]
+
+
+def products(text: str) -> list[tuple[str, ...]]:
+    """Operand types of the matrix products and convolutions in text."""
+    return operand_types(text, "dot_general") + operand_types(text, "convolution")

@@ -21,7 +21,16 @@ import numpy as np
 import optax
 import pytest
 
-from tests.helpers import ROOT, load_config
+from tests.helpers import (
+    ROOT,
+    TENSOR,
+    abstract_key,
+    abstract_state,
+    data_shape,
+    load_config,
+    operand_types,
+    operands,
+)
 from vae_jax import data as data_lib
 from vae_jax import ops
 from vae_jax.models import build_model
@@ -30,7 +39,7 @@ from vae_jax.ops import onednn
 from vae_jax.train import sharding
 from vae_jax.train.feed import device_input, make_feed
 from vae_jax.train.prior_training import make_prior_step
-from vae_jax.train.state import TrainState, create_train_state
+from vae_jax.train.state import TrainState
 from vae_jax.train.sweep_spec import member_config, parse_sweep
 from vae_jax.train.sweep_step import create_sweep_state, make_sweep_step
 
@@ -42,21 +51,9 @@ NOT_GRADIENT_STEPS = {"ppca", "vq_prior"}
 CONFIGS = sorted(
     p.stem for p in (ROOT / "experiments").glob("*.py") if p.stem not in NOT_CONFIGS | NOT_GRADIENT_STEPS
 )
-MNIST_LIKE = ("mnist", "fashion_mnist", "kmnist", "binarized_mnist", "emnist_letters")
-IMAGE_SHAPES = {**dict.fromkeys(MNIST_LIKE, (28, 28, 1)), "cifar10": (32, 32, 3)}
 SWEEP_SIZE = 4
 PROCEDURAL = ("dsprites", "color_dsprites", "noisy_dsprites", "textured_dsprites")
 NO_GUARANTEE = "custom calls whose targets have no compatibility guarantees"
-
-
-def data_shape(name: str) -> tuple[int, ...]:
-    """One example's shape, as `data.load_dataset` would report it, without loading anything."""
-    if name in data_lib.GROUND_TRUTH:
-        return tuple(data_lib.get_ground_truth_data(name).observation_shape)  # procedural: nothing read
-    if name in data_lib.SEQUENCES:
-        return tuple(data_lib.SEQUENCES[name]().observation_shape)
-    assert name in data_lib.sources.IMAGE_DATASETS and name in IMAGE_SHAPES, f"no shape for {name!r}"
-    return IMAGE_SHAPES[name]
 
 
 def accelerator_config(name: str, preset: str = "smoke"):
@@ -80,15 +77,6 @@ def traced_as_on_gpu(monkeypatch):
     """What asks JAX for its backend while a step is built and traced reads 'gpu' (the sweep's
     'auto' vectorization, the conv form 'auto' resolves to); the module is lowered for PLATFORMS."""
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-
-
-def abstract_key():
-    return jax.eval_shape(lambda: jax.random.key(0))
-
-
-def abstract_state(config, shape):
-    model = build_model(config, shape)
-    return jax.eval_shape(lambda rng: create_train_state(model, config, shape, rng), abstract_key())
 
 
 def loop_step(config, shape):
@@ -119,35 +107,6 @@ def loop_step(config, shape):
 def signature(tree) -> list:
     """(path, shape, dtype) of every array of a pytree; static fields (apply_fn, tx) left out."""
     return [(jax.tree_util.keystr(p), a.shape, a.dtype) for p, a in jax.tree.leaves_with_path(tree)]
-
-
-# StableHLO: `%y = stablehlo.<op>(...) ... : (tensor<3x4xbf16>, tensor<f32>) -> tensor<...>`.
-_TENSOR = re.compile(r"tensor<((?:[0-9]+x)*)([a-z]+[0-9]*)>")
-
-
-def operands(text: str, op: str) -> list[tuple[tuple[tuple[int, ...], str], ...]]:
-    """(shape, element type) of the operands of every `stablehlo.<op>` in StableHLO text."""
-    found = []
-    for line in text.splitlines():
-        if re.search(rf"= stablehlo\.{op}[ (]", line):
-            signature = line.rsplit(" : (", 1)[1].split(") ->", 1)[0]
-            found.append(
-                tuple(
-                    (tuple(int(d) for d in dims.split("x") if d), dtype)
-                    for dims, dtype in _TENSOR.findall(signature)
-                )
-            )
-    return found
-
-
-def operand_types(text: str, op: str) -> list[tuple[str, ...]]:
-    """The operands' element types ('bf16', 'f32', 'i32', ...) of every `stablehlo.<op>` in text."""
-    return [tuple(dtype for _, dtype in found) for found in operands(text, op)]
-
-
-def products(text: str) -> list[tuple[str, ...]]:
-    """Operand types of the matrix products and convolutions in text."""
-    return operand_types(text, "dot_general") + operand_types(text, "convolution")
 
 
 def assert_step_exported(exported, state, config):
@@ -235,7 +194,7 @@ def test_bf16_train_step_exports_bf16_products_and_float32_parameters(name):
     floats = [a.dtype for a in exported.in_avals if jnp.issubdtype(a.dtype, jnp.floating)]
     assert len(floats) > len(jax.tree.leaves(state.params)) and set(floats) == {jnp.dtype(jnp.float32)}
     main = next(line for line in text.splitlines() if "func.func public @main(" in line)
-    arguments = [dtype for _, dtype in _TENSOR.findall(main.split(") -> ", 1)[0])]
+    arguments = [dtype for _, dtype in TENSOR.findall(main.split(") -> ", 1)[0])]
     assert arguments.count("f32") == len(floats) and "bf16" not in arguments
 
 

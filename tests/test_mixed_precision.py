@@ -17,8 +17,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tests.helpers import CONFIGS, ROOT, cli, load_config, use_local_idx
-from tests.test_export import abstract_key, abstract_state, data_shape, operand_types, products
+from tests.helpers import (
+    CONFIGS,
+    ROOT,
+    abstract_key,
+    abstract_state,
+    cli,
+    data_shape,
+    load_config,
+    operand_types,
+    products,
+    use_local_idx,
+)
 from vae_jax import ops
 from vae_jax.errors import ConfigError
 from vae_jax.evaluate.likelihood import model_iwae_bound
