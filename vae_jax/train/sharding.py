@@ -92,8 +92,11 @@ def replicate(tree, mesh: jax.sharding.Mesh):
     repl = replicated(mesh)
     if jax.process_count() == 1:
         return jax.device_put(tree, repl)
-    local = lambda x: jax.make_array_from_process_local_data(repl, np.asarray(x), np.shape(x))  # noqa: E731
-    return jax.tree.map(local, tree)
+
+    def whole(x):  # this process's copy is the global array
+        return jax.make_array_from_process_local_data(repl, np.asarray(x), np.shape(x))
+
+    return jax.tree.map(whole, tree)
 
 
 def process_local(tree):
