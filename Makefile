@@ -5,7 +5,7 @@ RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 NATIVE := vae_jax/ops/native/libvae_onednn.so
 
-.PHONY: venv run test lint bench
+.PHONY: venv run test lint bench gpu-wheels
 
 # Bytecode is written by the first process that imports a module, not by pip for every module
 # installed (a run imports a small part of what it installs). PYTHONDONTWRITEBYTECODE (set on
@@ -48,3 +48,10 @@ test: lint
 
 bench: venv $(DEV_STAMP)
 	$(PY) -m benchmarks.step_time
+
+# What a lent GPU's image lacks for benchmarks/gpu_session.sh (issue #30's point 6), as wheels in .whl/
+# (ignored by git; the device call carries it).
+gpu-wheels:
+	grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
+	python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	    --platform manylinux_2_17_x86_64 -d .whl ml-collections==1.1.0

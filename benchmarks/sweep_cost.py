@@ -72,12 +72,19 @@ def _blocks(run_block, repeats: int) -> list[float]:
     return times
 
 
-def measure(config, shape, repeats: int = 3, iters: int = 5, feed: bool = False) -> dict:
-    """Step seconds and XLA's cost of the sweep program of config (see the module docstring)."""
+def compiled_program(config, shape):
+    """(the sweep's compiled step, its states, one fixed batch, the rngs, the mesh, the members):
+    all of config's members on one binary batch of train.batch_size, as `measure` times them."""
     states, rngs, mesh, n = _program(config, shape)
     images = (np.random.default_rng(0).random((config.train.batch_size, *shape)) > 0.9).astype(np.float32)
     batch = sharding.global_batch(images, mesh)
     compiled = sweep_step.make_sweep_step(config, mesh).lower(states, batch, rngs).compile()
+    return compiled, states, batch, rngs, mesh, n
+
+
+def measure(config, shape, repeats: int = 3, iters: int = 5, feed: bool = False) -> dict:
+    """Step seconds and XLA's cost of the sweep program of config (see the module docstring)."""
+    compiled, states, batch, rngs, mesh, n = compiled_program(config, shape)
     box = {"fixed": states}
 
     def fixed_block():

@@ -3,7 +3,7 @@ measured sweep row whose fields agree with each other and with XLA's own counts.
 
 import pytest
 
-from benchmarks import roofline
+from benchmarks import profile_sweep, roofline
 from benchmarks.sweep_cost import function_flops, sweep_row
 from tests.helpers import load_config
 
@@ -30,13 +30,45 @@ def test_peaks_by_device_kind():
     assert given.tflops["float32"] == 2.0 and given.gbps == 50.0
 
 
-@pytest.mark.slow
-def test_sweep_row_reports_consistent_numbers():
-    """A 2-member vmapped sweep of a small MLP VAE on dSprites, fed on the device too."""
+def _small_sweep():
+    """A 2-member vmapped sweep of a small MLP VAE on dSprites."""
     config = load_config("vae", "smoke")
     config.data.name, config.train.batch_size = "dsprites", 8
     config.model.encoder, config.model.hidden = "mlp", (16,)
     config.sweep.spec, config.sweep.vectorize = "loss.beta=1,4", "vmap"
+    return config
+
+
+def test_the_profile_adds_overlapping_op_times_once():
+    assert profile_sweep._union_ns([(20, 30), (0, 10), (5, 15), (12, 14)]) == 25
+    assert profile_sweep._union_ns([]) == 0
+    assert profile_sweep.kind_of("fusion.12") == "fusion"
+    assert profile_sweep.kind_of("cudnn-conv-bw-filter.3.1") == "cudnn-conv-bw-filter"
+    assert profile_sweep.kind_of("custom-call") == "custom-call"
+
+
+@pytest.mark.slow
+def test_a_traced_sweep_program_is_summed_per_op():
+    """benchmarks.profile_sweep on the CPU: every op's time is counted once, in its kind and its rank."""
+    result = profile_sweep.profile(_small_sweep(), steps=2, top=3)
+    assert result["members"] == 2 and result["steps"] == 2 and result["plane"] == "/host:CPU"
+    wall, busy, ops = (result[f"{k}_seconds_per_step"] for k in ("wall", "busy", "op"))
+    assert 0 < busy <= ops and busy <= wall * 1.05  # the union fits inside the traced steps
+    assert result["member_steps_per_sec"] == pytest.approx(2 / wall)
+    assert sum(k["share"] for k in result["by_kind"].values()) == pytest.approx(1)
+    assert sum(k["seconds_per_step"] for k in result["by_kind"].values()) == pytest.approx(ops)
+    top = result["top"]
+    assert len(top) == 3 and [t["seconds_per_step"] for t in top] == sorted(
+        (t["seconds_per_step"] for t in top), reverse=True
+    )
+    assert all(profile_sweep.kind_of(t["op"]) in result["by_kind"] for t in top)
+    assert result["ops_per_step"] >= 3 and result["compile_seconds"] > 0
+
+
+@pytest.mark.slow
+def test_sweep_row_reports_consistent_numbers():
+    """The small sweep's measured row, fed on the device too."""
+    config = _small_sweep()
     shape = (64, 64, 1)
     useful = function_flops(config, shape)
     peak = roofline.Peak({"float32": 1.0}, 10.0, "test")
