@@ -22,13 +22,14 @@
 # Every result goes to $OUT/<benchmark>_gpu.json (what the device tool brings back), the whole
 # log to $OUT/session.log; a short table is printed last. Copy the JSON files into
 # benchmarks/results/ and write the findings into docs/performance.md.
-set -u
+set -u -o pipefail
 cd "$(dirname "$0")/.."
 DRY=0
 [[ "${1:-}" == "--dry" ]] && DRY=1
 OUT=${OUT:-/tmp/gpu_session}
 BUDGET=${BUDGET:-540}
 mkdir -p "$OUT"
+rm -rf "$OUT"/*_gpu.json "$OUT/session.log" "$OUT/../gpu_session_smoke"  # a rerun's numbers only
 LOG=$OUT/session.log
 START=$SECONDS
 PY=python3
@@ -39,14 +40,14 @@ if [[ $DRY == 0 ]]; then
     if ls .whl/*.whl >/dev/null 2>&1; then
         $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
             || { echo "gpu_session: installing the carried wheels failed" | tee -a "$LOG"; exit 1; }
-        export PYTHONPATH=/tmp/site:$PWD
+        export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}
     else
-        export PYTHONPATH=$PWD
+        export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
     fi
     nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv 2>&1 | tee -a "$LOG"
     SEEDS=50 SIZES=1,16,64,300 WORK=300 STEPS=5 EVAL=1 SCALE=1 METHODS=beta_vae,annealed_vae,factor_vae,dip_vae_i,dip_vae_ii,beta_tcvae
 else  # toy sizes, no evaluation (five minutes of a CPU), caps ten times longer
-    export PYTHONPATH=$PWD
+    export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
     SEEDS=1 SIZES=1,2 WORK=2 STEPS=1 EVAL=0 SCALE=10 METHODS=beta_vae,factor_vae
     BUDGET=$((BUDGET * SCALE))
 fi
@@ -78,12 +79,12 @@ step study_cost 200 90 $PY -m benchmarks.study_cost --sweep_seeds "$SEEDS" --for
     --dtypes bfloat16 --methods "$METHODS" --eval_members 0 --out "$OUT/study_cost_gpu.json"
 step evaluation 150 60 $PY -m benchmarks.study_cost --methods beta_vae --eval_members "$EVAL" \
     --out "$OUT/evaluation_gpu.json"
-step step_time 40 25 $PY -m benchmarks.step_time --no-torch --only beta_vae_dsprites_64x64 \
+step step_time 60 30 $PY -m benchmarks.step_time --no-torch --only beta_vae_dsprites_64x64 \
     --out "$OUT/step_time_gpu.json"
 step sweep_scaling 80 40 $PY -m benchmarks.sweep_scaling --sizes "$SIZES" --work "$WORK" \
     --dtypes bfloat16 --out "$OUT/sweep_scaling_gpu.json"
 step cli_bf16 150 100 $PY -m experiments.run --config=experiments/beta_vae.py:smoke \
-    --config.model.dtype=bfloat16 --config.workdir="$OUT/../gpu_session_smoke"
+    --config.model.dtype=bfloat16 --workdir="$OUT/../gpu_session_smoke"
 
 echo
 for name in profile_sweep study_cost evaluation step_time sweep_scaling cli_bf16; do

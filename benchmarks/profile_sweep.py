@@ -16,18 +16,21 @@ and `steps` steps are traced with `jax.profiler`. From the trace (`summarize`), 
     the time the device sat idle (launch gaps, host work between steps);
   - `by_kind`: seconds per step and share of the op time per kind of op (the HLO op's name
     without its number: 'fusion', 'convolution', 'custom-call', 'copy', ...);
-  - `top`: the `top` ops by time, each with its count per step and the first kernel or thunk
-    name it ran as (on a GPU, cuDNN's and cuBLAS's kernel names say which algorithm ran).
+  - `top`: the `top` ops by time, each with its events per step (on a GPU, kernels: one op
+    can launch several) and the first kernel or thunk name it ran as (on a GPU, cuDNN's and
+    cuBLAS's kernel names say which algorithm ran).
 This is the profile of issue #30's point 6, written so that one call on a lent GPU can run it.
 """
 
 import argparse
 import collections
 import glob
+import json
 import re
 import shutil
 import tempfile
 import time
+from pathlib import Path
 
 import jax
 from jax.profiler import ProfileData
@@ -59,15 +62,18 @@ def _union_ns(intervals: list[tuple[int, int]]) -> int:
 
 
 def op_events(data: ProfileData) -> tuple[str, list[tuple[str, str, int, int]]]:
-    """(the plane read, [(hlo op, event name, start ns, end ns)]) of the events tagged with an HLO op:
-    the device planes' where any has them, else the host's."""
+    """(the planes read, [(hlo op, event name, start ns, end ns)]) of the events tagged with an HLO
+    op: the device planes' where any has them (a GPU's kernels; the host's CUPTI plane repeats
+    them as launches), else the host's."""
     found: dict[str, list] = collections.defaultdict(list)
     for plane in data.planes:
         for line in plane.lines:
             for event in line.events:
                 op = _hlo_op(event)
                 if op is not None:
-                    found[plane.name].append((op, event.name, int(event.start_ns), int(event.end_ns)))
+                    # duration_ns is exact; start_ns, an epoch time in a double, is rounded to ~256 ns
+                    start = int(event.start_ns)
+                    found[plane.name].append((op, event.name, start, start + int(event.duration_ns)))
     devices = [name for name in found if name.startswith("/device:")]
     names = devices or [name for name in found]
     return ",".join(names), [e for name in names for e in found[name]]
@@ -172,15 +178,17 @@ def main():
     args = parser.parse_args()
     if args.seeds < 1 or args.steps < 1:
         parser.error("--seeds and --steps must be at least 1")
-    env = environment()
+    result = {"environment": environment(), "method": args.method, "seeds": args.seeds}
     rows = {}
     for dtype in args.dtypes.split(","):
         for form in args.forms.split(","):
             config = study_program(args.method, args.seeds, form, dtype)
             rows[f"{form}/{dtype}"] = row = profile(config, args.steps, args.top)
             print(f"{form}/{dtype}: {row['wall_seconds_per_step'] * 1e3:.2f} ms a step", flush=True)
-    result = {"environment": env, "method": args.method, "seeds": args.seeds, "programs": rows}
-    write_results(result, args.out)
+            if args.out:  # each program as it is done: a run stopped at its time cap keeps them
+                Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+                Path(args.out).write_text(json.dumps({**result, "programs": rows}, indent=2))
+    write_results({**result, "programs": rows}, args.out)
     print(table(rows))
 
 

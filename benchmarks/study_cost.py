@@ -26,7 +26,9 @@ and, for comparison, at a stated sustained throughput from the FLOP count.
 """
 
 import argparse
+import json
 import time
+from pathlib import Path
 
 import vae_jax
 from benchmarks import roofline
@@ -122,6 +124,9 @@ def main():
             row["sweeps"] = sweep_rows(m, args.sweep_seeds, forms, dtypes, flops, peak)
         per_method[m] = row
         print(m, row, flush=True)
+        if args.out:  # each method as it is done: a run stopped at a time cap keeps them
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps({"environment": env, "per_method": per_method}, indent=2))
     member_steps = {m: grid_size(m) * args.seeds * STEPS_PER_MEMBER for m in methods}
     members = sum(grid_size(m) for m in methods) * args.seeds
     seconds_one_by_one = sum(member_steps[m] / r["steps_per_sec"] for m, r in per_method.items())
