@@ -9,8 +9,9 @@
 #
 # The steps, most wanted first, each under its own time cap and all under BUDGET seconds (a step
 # that would start with less than its floor left is skipped, and says so):
-#   1. benchmarks.profile_sweep: the beta-VAE's 300-member study program (6 betas x 50 seeds),
-#      conv forms xla (before: grouped convolutions) and auto (after), float32 and bfloat16;
+#   1. benchmarks.profile_sweep: the beta-VAE's 300-member study program (6 betas x 50 seeds):
+#      after (conv form auto) in bfloat16, before (form xla: grouped convolutions) in float32,
+#      then the other two;
 #   2. benchmarks.study_cost --sweep_seeds 50: every method's study program (auto form, bfloat16)
 #      and the study's training in device-hours;
 #   3. one member's final evaluation at the metric protocol on this host (study_cost --eval_members 1;
@@ -74,7 +75,7 @@ step() {
 }
 
 step profile_sweep 170 60 $PY -m benchmarks.profile_sweep --seeds "$SEEDS" --steps "$STEPS" \
-    --forms xla,auto --dtypes float32,bfloat16 --out "$OUT/profile_sweep_gpu.json"
+    --programs auto/bfloat16,xla/float32,auto/float32,xla/bfloat16 --out "$OUT/profile_sweep_gpu.json"
 step study_cost 200 90 $PY -m benchmarks.study_cost --sweep_seeds "$SEEDS" --forms auto \
     --dtypes bfloat16 --methods "$METHODS" --eval_members 0 --out "$OUT/study_cost_gpu.json"
 step evaluation 150 60 $PY -m benchmarks.study_cost --methods beta_vae --eval_members "$EVAL" \

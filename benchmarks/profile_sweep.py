@@ -1,9 +1,10 @@
 """Where a sweep program's step spends its time: a trace of a few steps, summed per XLA op.
 
-  python -m benchmarks.profile_sweep [--method=beta_vae] [--seeds=50] [--forms=xla,auto]
-                                     [--dtypes=float32,bfloat16] [--steps=5] [--top=8] [--out=FILE]
+  python -m benchmarks.profile_sweep [--method=beta_vae] [--seeds=50]
+      [--programs=auto/bfloat16,xla/float32,auto/float32,xla/bfloat16] [--steps=5] [--top=8] [--out=FILE]
 
-For each conv form and dtype, the method's grid in the Locatello et al. 2019 study times `seeds`
+For each program (a conv form, `model.conv_impl`, and a dtype, `model.dtype`; in the order given,
+so that a run stopped early has the first), the method's grid in the Locatello et al. 2019 study times `seeds`
 seeds (the beta-VAE's 6 values x 50 = its 300-member study program) is compiled as one program
 (`benchmarks.sweep_cost.compiled_program`: all members on one fixed batch), run twice to warm up,
 and `steps` steps are traced with `jax.profiler`. From the trace (`summarize`), per program:
@@ -39,6 +40,9 @@ from benchmarks.common import environment, write_results
 from benchmarks.study_cost import SHAPE
 from benchmarks.sweep_cost import compiled_program, with_form_and_dtype
 from experiments.ablations import locatello2019_study
+from vae_jax.ops import IMPLS
+
+DTYPES = ("float32", "bfloat16")
 
 
 def _hlo_op(event) -> str | None:
@@ -170,24 +174,29 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--method", default="beta_vae", choices=list(locatello2019_study.GRIDS))
     parser.add_argument("--seeds", type=int, default=50, help="seeds per grid value (50: the study)")
-    parser.add_argument("--forms", default="xla,auto", help="model.conv_impl values, comma-separated")
-    parser.add_argument("--dtypes", default="float32,bfloat16", help="comma-separated")
+    parser.add_argument(
+        "--programs",
+        default="auto/bfloat16,xla/float32,auto/float32,xla/bfloat16",
+        help="FORM/DTYPE pairs, comma-separated, profiled in this order",
+    )
     parser.add_argument("--steps", type=int, default=5, help="traced steps per program")
     parser.add_argument("--top", type=int, default=8, help="ops listed per program")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     if args.seeds < 1 or args.steps < 1:
         parser.error("--seeds and --steps must be at least 1")
+    programs = [p.split("/") for p in args.programs.split(",")]
+    if bad := [p for p in programs if len(p) != 2 or p[0] not in IMPLS or p[1] not in DTYPES]:
+        parser.error(f"--programs: {'/'.join(bad[0])!r} is not FORM/DTYPE; forms {IMPLS}, dtypes {DTYPES}")
     result = {"environment": environment(), "method": args.method, "seeds": args.seeds}
     rows = {}
-    for dtype in args.dtypes.split(","):
-        for form in args.forms.split(","):
-            config = study_program(args.method, args.seeds, form, dtype)
-            rows[f"{form}/{dtype}"] = row = profile(config, args.steps, args.top)
-            print(f"{form}/{dtype}: {row['wall_seconds_per_step'] * 1e3:.2f} ms a step", flush=True)
-            if args.out:  # each program as it is done: a run stopped at its time cap keeps them
-                Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-                Path(args.out).write_text(json.dumps({**result, "programs": rows}, indent=2))
+    for form, dtype in programs:
+        config = study_program(args.method, args.seeds, form, dtype)
+        rows[f"{form}/{dtype}"] = row = profile(config, args.steps, args.top)
+        print(f"{form}/{dtype}: {row['wall_seconds_per_step'] * 1e3:.2f} ms a step", flush=True)
+        if args.out:  # each program as it is done: a run stopped at its time cap keeps them
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps({**result, "programs": rows}, indent=2))
     write_results({**result, "programs": rows}, args.out)
     print(table(rows))
 
