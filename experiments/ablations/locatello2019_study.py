@@ -96,7 +96,7 @@ def get_config(arg: str | None = None):
     if "mid" in words:
         c.sweep.spec = study_spec(methods, MID_GRIDS, num_seeds=2 if scale == "quick" else NUM_SEEDS)
         c.eval.disentanglement = ALL_METRICS
-        if scale == "quick":  # 14 members and all metrics: about an hour of a 2-core CPU
+        if scale == "quick":  # 14 members, every metric at the protocol: ~1 h 45 min of a 2-core CPU
             c.train.num_steps = 1500
             c.loss.anneal_steps = 1500.0
             c.eval.iwae_num_examples = 1000  # L_100 on 1,000 images (it decodes 100 per image)
