@@ -82,13 +82,18 @@ def median_time(fn, repeats: int = 5, iters: int = 20, warmup: int = 3, sync=Non
     return statistics.median(times)
 
 
-def write_results(result: dict, out: str | None) -> None:
-    """Prints the result as JSON and, with out, writes it there."""
-    text = json.dumps(result, indent=2)
-    print(text)
+def save_results(result: dict, out: str | None) -> None:
+    """Writes the result as JSON to out (nothing without out); a benchmark that saves as it goes
+    keeps what it finished if it is stopped."""
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(text)
+        Path(out).write_text(json.dumps(result, indent=2))
+
+
+def write_results(result: dict, out: str | None) -> None:
+    """Prints the result as JSON and, with out, writes it there."""
+    print(json.dumps(result, indent=2))
+    save_results(result, out)
 
 
 def train_step_rate(step, state, batch, iters: int = 10) -> float:

@@ -20,24 +20,21 @@ and `steps` steps are traced with `jax.profiler`. From the trace (`summarize`), 
   - `top`: the `top` ops by time, each with its events per step (on a GPU, kernels: one op
     can launch several) and the first kernel or thunk name it ran as (on a GPU, cuDNN's and
     cuBLAS's kernel names say which algorithm ran).
-This is the profile of issue #30's point 6, written so that one call on a lent GPU can run it.
 """
 
 import argparse
 import collections
 import glob
-import json
 import re
 import shutil
 import tempfile
 import time
-from pathlib import Path
 
 import jax
 from jax.profiler import ProfileData
 
-from benchmarks.common import environment, write_results
-from benchmarks.study_cost import SHAPE
+from benchmarks.common import environment, save_results, write_results
+from benchmarks.study_cost import SHAPE, study_program
 from benchmarks.sweep_cost import compiled_program, with_form_and_dtype
 from experiments.ablations import locatello2019_study
 from vae_jax.ops import IMPLS
@@ -151,13 +148,6 @@ def profile(config, steps: int, top: int) -> dict:
     return {"members": members, "compile_seconds": compile_seconds, "member_steps_per_sec": rate, **summary}
 
 
-def study_program(method: str, seeds: int, form: str, dtype: str):
-    """The config of method's study grid x seeds as one program, its conv layers in form."""
-    config = locatello2019_study.get_config(method)
-    config.sweep.spec = locatello2019_study.study_spec([method], num_seeds=seeds)
-    return with_form_and_dtype(config, form, dtype)
-
-
 def table(rows: dict) -> str:
     lines = ["program             members  step ms  busy  member-steps/s  top kinds (share of op time)"]
     for key, r in rows.items():
@@ -191,12 +181,10 @@ def main():
     result = {"environment": environment(), "method": args.method, "seeds": args.seeds}
     rows = {}
     for form, dtype in programs:
-        config = study_program(args.method, args.seeds, form, dtype)
+        config = with_form_and_dtype(study_program(args.method, args.seeds), form, dtype)
         rows[f"{form}/{dtype}"] = row = profile(config, args.steps, args.top)
         print(f"{form}/{dtype}: {row['wall_seconds_per_step'] * 1e3:.2f} ms a step", flush=True)
-        if args.out:  # each program as it is done: a run stopped at its time cap keeps them
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.out).write_text(json.dumps({**result, "programs": rows}, indent=2))
+        save_results({**result, "programs": rows}, args.out)  # each program as it is done
     write_results({**result, "programs": rows}, args.out)
     print(table(rows))
 

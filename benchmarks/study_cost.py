@@ -26,13 +26,11 @@ and, for comparison, at a stated sustained throughput from the FLOP count.
 """
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import vae_jax
 from benchmarks import roofline
-from benchmarks.common import environment, train_step_and_inputs, train_step_rate, write_results
+from benchmarks.common import environment, save_results, train_step_and_inputs, train_step_rate, write_results
 from benchmarks.sweep_cost import function_flops, sweep_row
 from experiments.ablations import locatello2019_study
 from vae_jax.evaluate.ground_truth import Representation
@@ -69,10 +67,16 @@ def grid_size(method: str) -> int:
     return len(parse_sweep(locatello2019_study.study_spec([method], num_seeds=1), config))
 
 
-def sweep_rows(method: str, seeds: int, forms, dtypes, useful_flops: float, peak) -> dict:
-    """Per 'form/dtype', the row of method's grid x `seeds` seeds trained as one program."""
+def study_program(method: str, seeds: int):
+    """The config of method's grid in the study x `seeds` seeds, trained as one program."""
     config = locatello2019_study.get_config(method)
     config.sweep.spec = locatello2019_study.study_spec([method], num_seeds=seeds)
+    return config
+
+
+def sweep_rows(method: str, seeds: int, forms, dtypes, useful_flops: float, peak) -> dict:
+    """Per 'form/dtype', the row of method's grid x `seeds` seeds trained as one program."""
+    config = study_program(method, seeds)
     return {
         f"{form}/{dtype}": sweep_row(config, SHAPE, form, dtype, useful_flops=useful_flops, peak=peak)
         for dtype in dtypes
@@ -124,9 +128,7 @@ def main():
             row["sweeps"] = sweep_rows(m, args.sweep_seeds, forms, dtypes, flops, peak)
         per_method[m] = row
         print(m, row, flush=True)
-        if args.out:  # each method as it is done: a run stopped at a time cap keeps them
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.out).write_text(json.dumps({"environment": env, "per_method": per_method}, indent=2))
+        save_results({"environment": env, "per_method": per_method}, args.out)  # each method as it is done
     member_steps = {m: grid_size(m) * args.seeds * STEPS_PER_MEMBER for m in methods}
     members = sum(grid_size(m) for m in methods) * args.seeds
     seconds_one_by_one = sum(member_steps[m] / r["steps_per_sec"] for m, r in per_method.items())
