@@ -49,8 +49,8 @@ test: lint
 bench: venv $(DEV_STAMP)
 	$(PY) -m benchmarks.step_time
 
-# What a lent GPU's image lacks for benchmarks/gpu_session.sh (issue #30's point 6), as wheels in .whl/
-# (ignored by git; the device call carries it).
+# For a GPU machine without network: the package benchmarks/gpu_bench.sh needs beyond jax, flax,
+# optax, orbax and scikit-learn, as a wheel in .whl/ (ignored by git), for Python 3.12 on x86-64.
 gpu-wheels:
 	grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
 	python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \

@@ -1,37 +1,38 @@
 #!/usr/bin/env bash
-# One call on a lent GPU (issue #30, point 6): profile and time the study's sweep programs, in one go.
+# Every GPU figure the sweep benchmarks report, in one command of about nine minutes on one GPU:
 #
-# Here first (once per checkout): `make gpu-wheels` puts ml_collections into .whl/ (the device
-# image has jax, flax, optax, orbax and scikit-learn but no ml_collections), and
-# `bash benchmarks/gpu_session.sh --dry` runs every step at toy sizes on this machine's CPU.
-# Then one device call, carrying the wheels, in the repository's root:
-#   run(command="bash benchmarks/gpu_session.sh", carry=[".whl"], timeout_s=600)
+#   bash benchmarks/gpu_bench.sh          # on the GPU machine, in the repository's root
+#   bash benchmarks/gpu_bench.sh --dry    # every step at toy sizes on this machine's CPU (~5 min)
 #
-# The steps, most wanted first, each under its own time cap and all under BUDGET seconds (a step
-# that would start with less than its floor left is skipped, and says so):
+# It runs under the machine's own python3 (jax with CUDA, flax, optax, orbax, scikit-learn). Where
+# that lacks ml_collections and cannot install it (no network), `make gpu-wheels` puts the wheel
+# into .whl/ beforehand; this script installs what it finds there into /tmp/site.
+#
+# The steps, most wanted first, each under its own time cap and all under BUDGET seconds (540 by
+# default; a step that would start with less than its floor left is skipped, and says so):
 #   1. benchmarks.profile_sweep: the beta-VAE's 300-member study program (6 betas x 50 seeds):
-#      after (conv form auto) in bfloat16, before (form xla: grouped convolutions) in float32,
-#      then the other two;
+#      conv form auto (member-batched products) in bfloat16, form xla (grouped convolutions) in
+#      float32, then the other two;
 #   2. benchmarks.study_cost --sweep_seeds 50: every method's study program (auto form, bfloat16)
 #      and the study's training in device-hours;
 #   3. one member's final evaluation at the metric protocol on this host (study_cost --eval_members 1;
 #      the study's total adds members x this to step 2's hours);
-#   4. benchmarks.step_time: one beta-VAE's step (the "no slower than today" target);
+#   4. benchmarks.step_time: one beta-VAE's step;
 #   5. benchmarks.sweep_scaling: members 1 to 300 in bfloat16;
-#   6. the CLI: beta_vae.py:smoke in bfloat16 through experiments.run (127 s on an H200 before,
-#      most of it compiling: last, and only with the time for it).
-# Every result goes to $OUT/<benchmark>_gpu.json (what the device tool brings back), the whole
-# log to $OUT/session.log; a short table is printed last. Copy the JSON files into
-# benchmarks/results/ and write the findings into docs/performance.md.
+#   6. the CLI: beta_vae.py:smoke in bfloat16 through experiments.run (127 s on an H200, most of it
+#      compiling: last, and only with the time for it).
+# Results go to $OUT/<benchmark>_gpu.json (OUT defaults to /tmp/gpu_bench), the whole log to
+# $OUT/gpu_bench.log; a short table is printed last. The JSON files belong in benchmarks/results/,
+# their findings in docs/performance.md.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 DRY=0
 [[ "${1:-}" == "--dry" ]] && DRY=1
-OUT=${OUT:-/tmp/gpu_session}
+OUT=${OUT:-/tmp/gpu_bench}
 BUDGET=${BUDGET:-540}
 mkdir -p "$OUT"
-rm -rf "$OUT"/*_gpu.json "$OUT/session.log" "$OUT/../gpu_session_smoke"  # a rerun's numbers only
-LOG=$OUT/session.log
+rm -rf "$OUT"/*_gpu.json "$OUT/gpu_bench.log" "$OUT/../gpu_bench_smoke"  # a rerun's numbers only
+LOG=$OUT/gpu_bench.log
 START=$SECONDS
 PY=python3
 [[ -x .venv/bin/python && $DRY == 1 ]] && PY=.venv/bin/python
@@ -40,7 +41,7 @@ export PYTHONUNBUFFERED=1
 if [[ $DRY == 0 ]]; then
     if ls .whl/*.whl >/dev/null 2>&1; then
         $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-            || { echo "gpu_session: installing the carried wheels failed" | tee -a "$LOG"; exit 1; }
+            || { echo "gpu_bench: installing the wheels in .whl/ failed" | tee -a "$LOG"; exit 1; }
         export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}
     else
         export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
@@ -53,7 +54,7 @@ else  # toy sizes, no evaluation (five minutes of a CPU), caps ten times longer
     BUDGET=$((BUDGET * SCALE))
 fi
 $PY -c "import jax, ml_collections, sklearn; print('jax', jax.__version__, jax.devices())" 2>&1 | tee -a "$LOG" \
-    || { echo "gpu_session: the Python environment is incomplete (see above)" | tee -a "$LOG"; exit 1; }
+    || { echo "gpu_bench: the Python environment is incomplete (see above)" | tee -a "$LOG"; exit 1; }
 
 # step NAME CAP FLOOR COMMAND...: runs COMMAND under min(CAP, time left), logs its output.
 declare -A STATUS
@@ -85,7 +86,7 @@ step step_time 60 30 $PY -m benchmarks.step_time --no-torch --only beta_vae_dspr
 step sweep_scaling 80 40 $PY -m benchmarks.sweep_scaling --sizes "$SIZES" --work "$WORK" \
     --dtypes bfloat16 --out "$OUT/sweep_scaling_gpu.json"
 step cli_bf16 150 100 $PY -m experiments.run --config=experiments/beta_vae.py:smoke \
-    --config.model.dtype=bfloat16 --workdir="$OUT/../gpu_session_smoke"
+    --config.model.dtype=bfloat16 --workdir="$OUT/../gpu_bench_smoke"
 
 echo
 for name in profile_sweep study_cost evaluation step_time sweep_scaling cli_bf16; do
