@@ -99,11 +99,8 @@ def load(name):
     path = out / f"{name}_gpu.json"
     return json.loads(path.read_text()) if path.exists() else None
 if p := load("profile_sweep"):
-    print(f"\nprofile ({p['environment']['device']}): program, member-steps/s, step ms, device busy, compile s")
-    for key, r in p["programs"].items():
-        busy = r["busy_seconds_per_step"] / r["wall_seconds_per_step"]
-        print(f"  {key:<16} {r['member_steps_per_sec']:>9,.0f} {r['wall_seconds_per_step'] * 1e3:>8.2f}"
-              f" {busy:>5.0%} {r['compile_seconds']:>6.0f}")
+    from benchmarks.profile_sweep import table
+    print(f"\nprofile on {p['environment']['device']}:\n{table(p['programs'])}")
 if s := load("study_cost"):
     print("study_cost: device-hours of the study, as sweeps (+ evaluation)")
     for key, hours in s.get("device_hours_as_sweeps", {}).items():

@@ -149,13 +149,16 @@ def profile(config, steps: int, top: int) -> dict:
 
 
 def table(rows: dict) -> str:
-    lines = ["program             members  step ms  busy  member-steps/s  top kinds (share of op time)"]
+    """One line per profiled program: its rate, step, device busy share, compile time, top op kinds."""
+    lines = [
+        "program             members  step ms  busy  member-steps/s  compile s  top kinds (share of op time)"
+    ]
     for key, r in rows.items():
         kinds = ", ".join(f"{k} {v['share']:.0%}" for k, v in list(r["by_kind"].items())[:3])
         busy = r["busy_seconds_per_step"] / r["wall_seconds_per_step"]
         lines.append(
             f"{key:<19} {r['members']:>7} {r['wall_seconds_per_step'] * 1e3:>8.2f} {busy:>5.0%}"
-            f" {r['member_steps_per_sec']:>15,.0f}  {kinds}"
+            f" {r['member_steps_per_sec']:>15,.0f} {r['compile_seconds']:>10.0f}  {kinds}"
         )
     return "\n".join(lines)
 
